@@ -1,0 +1,183 @@
+//! The edge every binary shares.
+//!
+//! Settings come from, strongest first: command-line flags, `RTB_*` environment variables, an
+//! optional TOML file (`--config` / `RTB_CONFIG`), built-in defaults. The file is applied by
+//! turning its keys into flags placed *before* the user's own, for keys whose environment twin
+//! is unset; commands are built with `args_override_self`, so a later flag wins.
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The arguments with the config file's settings for `subcommand` merged in.
+///
+/// The file holds one table per subcommand (`[generate]`, `[run]`, ...) with keys named like
+/// the long flags (`bids-per-day = 1000000`, `bids_per_day` also accepted).
+pub fn args_with_config_file(args: Vec<OsString>) -> anyhow::Result<Vec<OsString>> {
+    let config_path = config_path(&args).or_else(|| std::env::var_os("RTB_CONFIG"));
+    let Some(config_path) = config_path else {
+        return Ok(args);
+    };
+    let Some(sub_pos) = subcommand_position(&args) else {
+        return Ok(args);
+    };
+    let subcommand = args[sub_pos].to_string_lossy().into_owned();
+    let injected = flags_from_file(Path::new(&config_path), &subcommand)?;
+    let mut merged = args[..=sub_pos].to_vec();
+    merged.extend(injected);
+    merged.extend_from_slice(&args[sub_pos + 1..]);
+    Ok(merged)
+}
+
+/// Global flags that take a separate value, so their value is not taken for the subcommand.
+const GLOBAL_VALUE_FLAGS: [&str; 2] = ["--config", "--log-format"];
+
+fn subcommand_position(args: &[OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if GLOBAL_VALUE_FLAGS.contains(&a.as_ref()) {
+            i += 2;
+        } else if a.starts_with('-') {
+            i += 1;
+        } else {
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn config_path(args: &[OsString]) -> Option<OsString> {
+    let mut iter = args.iter();
+    while let Some(a) = iter.next() {
+        let s = a.to_string_lossy();
+        if s == "--config" {
+            return iter.next().cloned();
+        }
+        if let Some(v) = s.strip_prefix("--config=") {
+            return Some(v.into());
+        }
+    }
+    None
+}
+
+fn flags_from_file(path: &Path, subcommand: &str) -> anyhow::Result<Vec<OsString>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .with_context(|| format!("config file {} is not valid toml", path.display()))?;
+    let Some(section) = table.get(subcommand) else {
+        return Ok(Vec::new());
+    };
+    let Some(section) = section.as_table() else {
+        bail!(
+            "config file {}: [{subcommand}] must be a table",
+            path.display()
+        );
+    };
+    let mut flags = Vec::new();
+    for (key, value) in section {
+        let flag = key.replace('_', "-");
+        let env = format!("RTB_{}", flag.replace('-', "_").to_uppercase());
+        if std::env::var_os(&env).is_some() {
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Array(items) => items
+                .iter()
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => bail!(
+                "config file {}: {subcommand}.{key} has unsupported value {other}",
+                path.display()
+            ),
+        };
+        flags.push(format!("--{flag}={text}").into());
+    }
+    Ok(flags)
+}
+
+/// Installs the global tracing subscriber: `RTB_LOG` (or `RUST_LOG`) filters, `info` by default.
+pub fn init_logging(format: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("RTB_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let result = match format {
+        "json" => builder.json().try_init(),
+        "text" => builder.try_init(),
+        other => bail!("unknown log format {other:?}; use text or json"),
+    };
+    result.map_err(|e| anyhow::anyhow!("cannot install logger: {e}"))
+}
+
+/// A progress bar on a terminal, a hidden one otherwise (CI logs stay clean).
+pub fn progress_bar(total: u64, unit: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    let template = format!(
+        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
+    );
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn file_settings_come_before_the_users_flags() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rtb.toml");
+        std::fs::write(
+            &path,
+            "[generate]\nbids_per_day = 5\nseed = 7\n[run]\nx = 1\n",
+        )
+        .expect("write");
+        let path = path.to_string_lossy().into_owned();
+        let merged = args_with_config_file(os(&[
+            "rtb-etl", "--config", &path, "generate", "--seed", "9",
+        ]))
+        .expect("merge");
+        let merged: Vec<String> = merged
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(merged[..4], ["rtb-etl", "--config", &path, "generate"]);
+        assert!(merged.contains(&"--bids-per-day=5".to_owned()));
+        assert_eq!(
+            merged.last().map(String::as_str),
+            Some("9"),
+            "the user's flag comes last and wins"
+        );
+        assert!(!merged.iter().any(|a| a.starts_with("--x")));
+    }
+
+    #[test]
+    fn a_missing_file_is_named() {
+        let err = args_with_config_file(os(&["rtb-etl", "--config=/nope.toml", "generate"]))
+            .expect_err("missing");
+        assert!(err.to_string().contains("/nope.toml"));
+    }
+}

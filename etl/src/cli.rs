@@ -1,0 +1,43 @@
+//! Command-line surface of `rtb-etl`; `main.rs` only calls [`main`].
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+use crate::generate::{self, GenerateArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rtb-etl",
+    version,
+    about = "Feature ETL for RTB bid filtering, and an iPinYou log generator",
+    args_override_self = true
+)]
+pub struct Cli {
+    /// TOML file with one table per command ([generate], ...); flags and RTB_* variables win.
+    #[arg(long, env = "RTB_CONFIG", global = true)]
+    pub config: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "RTB_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write iPinYou-format bid and impression logs with a known win model.
+    Generate(GenerateArgs),
+}
+
+pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
+    let cli = Cli::parse_from(rtb_cli::args_with_config_file(args)?);
+    rtb_cli::init_logging(&cli.log_format)?;
+    match cli.command {
+        Command::Generate(args) => {
+            let report = generate::run(&args).await?;
+            print!("{}", generate::render(&report));
+        }
+    }
+    Ok(())
+}

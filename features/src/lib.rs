@@ -1,0 +1,20 @@
+//! What training and serving must agree on.
+//!
+//! The ETL computes features from raw iPinYou logs and the scorer recomputes them from a live bid
+//! request. Every rule that decides a feature value lives here, once, so the two cannot drift:
+//! the raw log layouts and their line reader, the device type classifier, the Spark-compatible
+//! `StringIndexer` vocabulary, the feature order and the bid request type.
+
+pub mod device;
+pub mod layout;
+pub mod reader;
+pub mod request;
+pub mod timestamp;
+pub mod vocabulary;
+
+pub use device::{DeviceType, device_type};
+pub use layout::{BidLayout, ImpLayout, LogKind};
+pub use reader::{BidRow, ImpRow, LineReader, RejectReason};
+pub use request::{BidRequest, FEATURE_NAMES, LABEL_NAME};
+pub use timestamp::{BidTimestamp, TimestampError};
+pub use vocabulary::{CategoricalColumn, FeatureVocabulary, StringIndexer, VocabularyError};

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs what building and testing need on a fresh Debian machine; quick when all is there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+say() { echo "setup: $*" >&2; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# clang + libclang: bindgen for lightgbm3-sys; pkg-config for native crates
+missing=()
+for pkg in clang libclang-dev pkg-config; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# LightGBM 4.7 needs CMake >= 3.28; Debian 12 ships 3.25
+cmake_ok() {
+  command -v cmake >/dev/null 2>&1 || return 1
+  python3 - "$(cmake --version | head -n1 | awk '{print $3}')" <<'PY'
+import sys
+v = tuple(int(x) for x in sys.argv[1].split(".")[:2])
+sys.exit(0 if v >= (3, 28) else 1)
+PY
+}
+if ! cmake_ok; then
+  say "installing cmake>=3.28 from pypi"
+  python3 -m pip install -q 'cmake>=3.28,<4'
+  hash -r
+  cmake_ok || { say "cmake >= 3.28 still not on PATH ($(command -v cmake || echo none))"; exit 1; }
+fi

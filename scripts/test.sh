@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what it needs, builds once, runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/env.sh
+# reference data lives beside the repository (../shared/data); tests fail loudly without it
+export RTB_SHARED_DATA="${RTB_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
+cargo test --workspace --all-targets "$@"

@@ -33,3 +33,10 @@ if ! cmake_ok; then
   hash -r
   cmake_ok || { say "cmake >= 3.28 still not on PATH ($(command -v cmake || echo none))"; exit 1; }
 fi
+
+# moto's server stands in for AWS SSM Parameter Store in the tests
+if ! command -v moto_server >/dev/null 2>&1; then
+  say "installing moto[server] (SSM emulator for tests)"
+  python3 -m pip install -q 'moto[server]==5.2.1'
+  hash -r
+fi

@@ -6,4 +6,5 @@ scripts/setup.sh
 source scripts/env.sh
 # reference data lives beside the repository (../shared/data); tests fail loudly without it
 export RTB_SHARED_DATA="${RTB_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
-cargo test --workspace --all-targets "$@"
+# benches (cargo bench) and examples are built by clippy --all-targets, not run here
+cargo test --workspace --lib --bins --tests "$@"

@@ -5,6 +5,7 @@ use std::ffi::OsString;
 use clap::{Parser, Subcommand};
 
 use crate::generate::{self, GenerateArgs};
+use crate::run::{self, RunArgs};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Write iPinYou-format bid and impression logs with a known win model.
     Generate(GenerateArgs),
+    /// Run a feature job (SQL file) over raw logs and commit its artifacts.
+    Run(RunArgs),
 }
 
 pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
@@ -37,6 +40,10 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
         Command::Generate(args) => {
             let report = generate::run(&args).await?;
             print!("{}", generate::render(&report));
+        }
+        Command::Run(args) => {
+            let outcome = run::run(&args).await?;
+            print!("{}", run::render(&outcome));
         }
     }
     Ok(())

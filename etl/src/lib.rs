@@ -2,3 +2,7 @@
 
 pub mod cli;
 pub mod generate;
+pub mod ingest;
+pub mod job;
+pub mod run;
+pub mod udf;

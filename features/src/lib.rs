@@ -9,6 +9,7 @@ pub mod device;
 pub mod layout;
 pub mod reader;
 pub mod request;
+pub mod split;
 pub mod timestamp;
 pub mod vocabulary;
 
@@ -16,5 +17,6 @@ pub use device::{DeviceType, device_type};
 pub use layout::{BidLayout, ImpLayout, LogKind};
 pub use reader::{BidRow, ImpRow, LineReader, RejectReason};
 pub use request::{BidRequest, FEATURE_NAMES, LABEL_NAME};
+pub use split::Split;
 pub use timestamp::{BidTimestamp, TimestampError};
 pub use vocabulary::{CategoricalColumn, FeatureVocabulary, StringIndexer, VocabularyError};

@@ -140,27 +140,27 @@ impl StringIndexer {
     }
 }
 
-/// The fitted encodings of all categorical columns, versioned by a hash of their content.
+/// The fitted encodings of a job's categorical columns, versioned by a hash of their content.
+/// The bid-filtering job fits the four [`CategoricalColumn`]s; adapted jobs may fit others.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeatureVocabulary {
-    /// `sha256:` and the hex digest of the columns' canonical JSON.
+    /// `sha256:` and the hex digest of the columns' names and labels.
     pub version: String,
-    columns: Vec<(CategoricalColumn, StringIndexer)>,
+    columns: Vec<(String, StringIndexer)>,
 }
 
 impl FeatureVocabulary {
-    pub fn new(columns: Vec<(CategoricalColumn, StringIndexer)>) -> Self {
-        let mut columns = columns;
-        columns.sort_by_key(|(c, _)| CategoricalColumn::ALL.iter().position(|a| a == c));
+    /// Columns keep the given order, which is part of the version.
+    pub fn new(columns: Vec<(String, StringIndexer)>) -> Self {
         let version = Self::content_hash(&columns);
         FeatureVocabulary { version, columns }
     }
 
-    fn content_hash(columns: &[(CategoricalColumn, StringIndexer)]) -> String {
+    fn content_hash(columns: &[(String, StringIndexer)]) -> String {
         let mut hasher = Sha256::new();
         for (column, indexer) in columns {
-            hasher.update(column.input_name().as_bytes());
-            hasher.update([0u8]);
+            hasher.update((column.len() as u64).to_le_bytes());
+            hasher.update(column.as_bytes());
             hasher.update((indexer.labels.len() as u64).to_le_bytes());
             for label in &indexer.labels {
                 hasher.update((label.len() as u64).to_le_bytes());
@@ -172,27 +172,45 @@ impl FeatureVocabulary {
         format!("sha256:{hex}")
     }
 
-    /// Panics only if the vocabulary was built without a column, which [`Self::from_json`]
-    /// rules out for loaded files and [`Self::new`] callers control.
+    pub fn columns(&self) -> impl Iterator<Item = (&str, &StringIndexer)> {
+        self.columns.iter().map(|(c, i)| (c.as_str(), i))
+    }
+
+    pub fn get(&self, column: &str) -> Option<&StringIndexer> {
+        self.columns
+            .iter()
+            .find(|(c, _)| c == column)
+            .map(|(_, i)| i)
+    }
+
+    /// One of the bid-filtering columns. Panics only if the vocabulary lacks it, which
+    /// [`Self::require_bid_filtering`] rules out for loaded files.
     pub fn indexer(&self, column: CategoricalColumn) -> &StringIndexer {
-        match self.columns.iter().find(|(c, _)| *c == column) {
-            Some((_, indexer)) => indexer,
-            None => panic!("vocabulary built without column {}", column.input_name()),
+        match self.get(column.input_name()) {
+            Some(indexer) => indexer,
+            None => panic!("vocabulary has no column {}", column.input_name()),
         }
+    }
+
+    /// Checks that the four columns the scorer encodes are present.
+    pub fn require_bid_filtering(&self) -> Result<(), VocabularyError> {
+        for column in CategoricalColumn::ALL {
+            if self.get(column.input_name()).is_none() {
+                return Err(VocabularyError::MissingColumn(column.input_name()));
+            }
+        }
+        Ok(())
     }
 
     pub fn to_json(&self) -> Result<String, VocabularyError> {
         Ok(serde_json::to_string_pretty(self)?)
     }
 
-    /// Loads and checks a vocabulary: every column present, no duplicate label, and the stated
-    /// version equal to the content hash.
+    /// Loads and checks a vocabulary: no duplicate label, and the stated version equal to the
+    /// content hash.
     pub fn from_json(json: &str) -> Result<Self, VocabularyError> {
         let vocabulary: FeatureVocabulary = serde_json::from_str(json)?;
-        for column in CategoricalColumn::ALL {
-            let Some((_, indexer)) = vocabulary.columns.iter().find(|(c, _)| *c == column) else {
-                return Err(VocabularyError::MissingColumn(column.input_name()));
-            };
+        for (column, indexer) in &vocabulary.columns {
             if indexer.positions.len() != indexer.labels.len() {
                 let mut seen = std::collections::HashSet::new();
                 let label = indexer
@@ -202,7 +220,7 @@ impl FeatureVocabulary {
                     .cloned()
                     .unwrap_or_default();
                 return Err(VocabularyError::DuplicateLabel {
-                    column: column.input_name().to_owned(),
+                    column: column.clone(),
                     label,
                 });
             }
@@ -251,7 +269,12 @@ mod tests {
         FeatureVocabulary::new(
             CategoricalColumn::ALL
                 .iter()
-                .map(|c| (*c, StringIndexer::fit([Some("x"), Some("y"), Some("y")])))
+                .map(|c| {
+                    (
+                        c.input_name().to_owned(),
+                        StringIndexer::fit([Some("x"), Some("y"), Some("y")]),
+                    )
+                })
                 .collect(),
         )
     }
@@ -262,6 +285,13 @@ mod tests {
         let json = vocabulary.to_json().expect("json");
         let back = FeatureVocabulary::from_json(&json).expect("loads");
         assert_eq!(back, vocabulary);
+        back.require_bid_filtering().expect("all four columns");
+        let partial =
+            FeatureVocabulary::new(vec![("Domain".into(), StringIndexer::fit([Some("d")]))]);
+        assert!(matches!(
+            partial.require_bid_filtering(),
+            Err(VocabularyError::MissingColumn("AdvertiserID"))
+        ));
         assert!(vocabulary.version.starts_with("sha256:"));
         let tampered = json.replacen("\"y\"", "\"z\"", 1);
         assert!(matches!(

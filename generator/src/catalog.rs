@@ -260,7 +260,11 @@ pub fn domain_name(seed: u64, index: usize) -> String {
     let mut rng = Rng::new(state);
     state = rng.next_u64();
     let len = 18 + (state % 6) as usize;
-    let prefix: &[u8] = if index.is_multiple_of(3) { b"trqRTu" } else { b"" };
+    let prefix: &[u8] = if index.is_multiple_of(3) {
+        b"trqRTu"
+    } else {
+        b""
+    };
     let mut out = prefix.to_vec();
     while out.len() < len {
         out.push(BASE62[rng.below(62) as usize]);

@@ -1,1 +1,5 @@
+//! End-to-end tests: one binary (link once), one module per topic.
 
+mod etl_generated;
+mod etl_golden;
+mod support;

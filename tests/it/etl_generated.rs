@@ -1,0 +1,155 @@
+//! A generated day end to end through the ETL: every count the generator promises is the count
+//! the ETL reports, with compressed input, malformed lines and a small memory pool.
+
+use rtb_etl::generate::{CompressionArg, GenerateArgs, ImpLayoutArg};
+use rtb_etl::run::{RunArgs, run};
+
+fn generate_args(out: &str, compression: CompressionArg, imp_layout: ImpLayoutArg) -> GenerateArgs {
+    GenerateArgs {
+        out: out.into(),
+        start_date: "2013-03-11".parse().expect("date"),
+        days: 2,
+        bids_per_day: 30_000,
+        seed: 7,
+        imp_layout,
+        compression,
+        malformed_fraction: 0.01,
+        duplicate_bid_fraction: 0.005,
+        duplicate_imp_fraction: 0.01,
+        domains: 5_000,
+        threads: Some(2),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn generated_days_keep_every_count() {
+    for (compression, layout) in [
+        (CompressionArg::Bzip2, ImpLayoutArg::Season1),
+        (CompressionArg::Gzip, ImpLayoutArg::Season23),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let raw = dir.path().join("raw").to_string_lossy().into_owned();
+        let report = rtb_etl::generate::run(&generate_args(&raw, compression, layout))
+            .await
+            .expect("generates");
+        let out = dir.path().join("features").to_string_lossy().into_owned();
+        let args = RunArgs {
+            job: None,
+            input: raw.clone(),
+            bids: "bid.*".into(),
+            imps: "imp.*".into(),
+            out: out.clone(),
+            params: Vec::new(),
+            memory_limit: "256MiB".into(),
+            spill_dir: None,
+            partitions: Some(2),
+            parameter_store: format!("{out}/params.json"),
+        };
+        let manifest = run(&args).await.expect("job runs").manifest;
+        let rows = &manifest.rows;
+        let malformed =
+            |f: fn(
+                &rtb_loggen::DaySummary,
+            ) -> &std::collections::BTreeMap<rtb_features::RejectReason, u64>|
+             -> u64 { report.days.iter().map(|d| f(d).values().sum::<u64>()).sum() };
+        assert_eq!(
+            rows["bids_read"],
+            report.days.iter().map(|d| d.bid_lines).sum::<u64>()
+        );
+        assert_eq!(
+            rows["imps_read"],
+            report.days.iter().map(|d| d.imp_lines).sum::<u64>()
+        );
+        assert_eq!(rows["bids_rejected"], malformed(|d| &d.malformed_bid_lines));
+        assert_eq!(rows["imps_rejected"], malformed(|d| &d.malformed_imp_lines));
+        assert_eq!(
+            rows["bids_read"],
+            rows["bids_accepted"] + rows["bids_rejected"]
+        );
+        assert_eq!(
+            rows["transformed"], report.valid_bids,
+            "one row per valid bid"
+        );
+        let positives: u64 = manifest.splits.values().map(|s| s.label_1).sum();
+        assert_eq!(
+            positives, report.labelled_wins,
+            "every valid win is labelled"
+        );
+        let total: u64 = manifest.splits.values().map(|s| s.rows).sum();
+        assert_eq!(total, rows["transformed"]);
+        let train_share = manifest.splits["train"].rows as f64 / total as f64;
+        assert!((0.78..0.82).contains(&train_share), "{train_share}");
+        for input in &manifest.inputs {
+            assert!(input.layout.starts_with(match input.kind {
+                rtb_features::LogKind::Bid => "bid/season23",
+                rtb_features::LogKind::Imp => match layout {
+                    ImpLayoutArg::Season1 => "imp/season1",
+                    ImpLayoutArg::Season23 => "imp/season23",
+                },
+            }));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_or_empty_input_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("raw");
+    std::fs::create_dir_all(&raw).expect("mkdir");
+    let args = |out: &str| RunArgs {
+        job: None,
+        input: raw.to_string_lossy().into_owned(),
+        bids: "bid.*".into(),
+        imps: "imp.*".into(),
+        out: out.into(),
+        params: Vec::new(),
+        memory_limit: "256MiB".into(),
+        spill_dir: None,
+        partitions: Some(1),
+        parameter_store: format!("{out}/params.json"),
+    };
+    let out = dir.path().join("out").to_string_lossy().into_owned();
+    let err = format!(
+        "{:#}",
+        run(&args(&out)).await.err().expect("no input fails")
+    );
+    assert!(
+        err.contains("no bid log matching") && err.contains(raw.to_str().expect("utf8")),
+        "{err}"
+    );
+
+    std::fs::write(raw.join("bid.20130311.txt"), "").expect("write");
+    std::fs::write(raw.join("imp.20130311.txt"), "").expect("write");
+    let err = format!(
+        "{:#}",
+        run(&args(&out)).await.err().expect("empty day fails")
+    );
+    assert!(
+        err.contains(".20130311.txt") && err.contains("no log lines"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("out/latest.json").exists(),
+        "a failed run commits nothing"
+    );
+    let leftovers: Vec<_> = walk(&dir.path().join("out"));
+    assert!(
+        leftovers.iter().all(|p| !p.contains("manifest.json")),
+        "{leftovers:?}"
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out
+}

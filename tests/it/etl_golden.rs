@@ -1,0 +1,236 @@
+//! The bid-filtering job on a hand-made input whose every output row was worked out by hand:
+//! StringIndexer ties and nulls, duplicate collapse, dow/hour, the join, every malformed-line
+//! kind, season-1 and extra-column layouts, and split stability across partition counts.
+
+use std::fmt::Write;
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionContext};
+use rtb_etl::run::{RunArgs, RunOutcome, run};
+use rtb_features::FeatureVocabulary;
+
+use crate::support::{assert_golden, repo_root};
+
+pub fn args(out: &str, partitions: usize) -> RunArgs {
+    RunArgs {
+        job: None,
+        input: repo_root()
+            .join("tests/golden/bid-filtering/input")
+            .to_string_lossy()
+            .into_owned(),
+        bids: "bid.*".into(),
+        imps: "imp.*".into(),
+        out: out.into(),
+        params: Vec::new(),
+        memory_limit: "256MiB".into(),
+        spill_dir: None,
+        partitions: Some(partitions),
+        parameter_store: format!("{out}/parameter-store.json"),
+    }
+}
+
+async fn table(ctx: &SessionContext, sql: &str) -> String {
+    let batches = ctx
+        .sql(sql)
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("runs");
+    pretty_format_batches(&batches)
+        .expect("formats")
+        .to_string()
+}
+
+/// Everything a run committed, rendered deterministically (no run id, no timings).
+async fn render(outcome: &RunOutcome) -> String {
+    let m = &outcome.manifest;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# inputs (file, layout, lines, accepted, rejected by reason, rows with extra columns dropped)"
+    );
+    for f in &m.inputs {
+        let name = f.url.rsplit('/').next().unwrap_or_default();
+        let reasons: Vec<String> = f
+            .rejected_by_reason
+            .iter()
+            .map(|(r, n)| format!("{r}={n}"))
+            .collect();
+        let _ = writeln!(
+            s,
+            "{name} {} lines={} accepted={} rejected={} [{}] extra_dropped={}",
+            f.layout,
+            f.lines,
+            f.accepted,
+            f.rejected,
+            reasons.join(" "),
+            f.rows_with_extra_columns_dropped
+        );
+        assert_eq!(f.lines, f.accepted + f.rejected, "counts add up for {name}");
+    }
+    let _ = writeln!(s, "# rows");
+    for (k, v) in &m.rows {
+        let _ = writeln!(s, "{k} {v}");
+    }
+    let _ = writeln!(s, "# splits");
+    for (k, v) in &m.splits {
+        let _ = writeln!(
+            s,
+            "{k} rows={} label_0={} label_1={}",
+            v.rows, v.label_0, v.label_1
+        );
+    }
+    let mut config = datafusion::prelude::SessionConfig::new();
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    let ctx = SessionContext::new_with_config(config);
+    let vocab_url = &m.outputs["vocabulary"];
+    let vocab_path = vocab_url.strip_prefix("file://").expect("local run");
+    let vocabulary =
+        FeatureVocabulary::from_json(&std::fs::read_to_string(vocab_path).expect("vocabulary"))
+            .expect("valid vocabulary");
+    assert_eq!(vocabulary.version, m.vocabulary.version);
+    let _ = writeln!(s, "# vocabulary (labels in index order; unknown = count)");
+    for column in rtb_features::vocabulary::CategoricalColumn::ALL {
+        let indexer = vocabulary.indexer(column);
+        let _ = writeln!(
+            s,
+            "{}: {:?} unknown={}",
+            column.input_name(),
+            indexer.labels(),
+            indexer.unknown_index()
+        );
+    }
+    ctx.register_parquet(
+        "transformed",
+        &m.outputs["transformed"],
+        ParquetReadOptions::default(),
+    )
+    .await
+    .expect("transformed");
+    let _ = writeln!(s, "# transformed");
+    s.push_str(&table(&ctx, "SELECT BidID, dow, hour, RegionID, CityID, Domain, AdvertiserID, BiddingPrice, PayingPrice, label, UserAgent IS NULL AS no_agent FROM transformed ORDER BY BidID").await);
+    let _ = writeln!(s, "\n# features by split");
+    for split in ["train", "valid", "test"] {
+        ctx.register_parquet(split, &m.outputs[split], ParquetReadOptions::default())
+            .await
+            .expect("split");
+    }
+    s.push_str(&table(&ctx, "SELECT 'train' AS split, * FROM train UNION ALL SELECT 'valid', * FROM valid UNION ALL SELECT 'test', * FROM test ORDER BY 2, 3, 4, 5, 6, 7, 8, 9").await);
+    let _ = writeln!(s, "\n# inference requests");
+    ctx.register_json(
+        "requests",
+        &m.outputs["inference_data"],
+        JsonReadOptions::default().file_extension(".json"),
+    )
+    .await
+    .expect("requests");
+    s.push_str(&table(&ctx, "SELECT \"bidId\", \"dayOfWeek\", hour, \"regionId\", \"cityId\", \"domainId\", \"advertiserId\", \"biddingPrice\", \"payingPrice\" FROM requests ORDER BY \"bidId\"").await);
+    let _ = writeln!(s, "\n# rejects");
+    let rejects_path = m.outputs["rejects"]
+        .strip_prefix("file://")
+        .expect("local run");
+    let mut rejects: Vec<String> = std::fs::read_to_string(rejects_path)
+        .expect("rejects")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("json line");
+            let file = v["file"]
+                .as_str()
+                .unwrap_or_default()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            format!(
+                "{file}:{} {}",
+                v["line"],
+                v["reason"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    rejects.sort();
+    for r in rejects {
+        let _ = writeln!(s, "{r}");
+    }
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bid_filtering_job_matches_the_hand_checked_golden_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut rendered = Vec::new();
+    for partitions in [1, 3] {
+        let out = dir.path().join(format!("out-{partitions}"));
+        let outcome = run(&args(out.to_str().expect("utf8"), partitions))
+            .await
+            .expect("job runs");
+        rendered.push(render(&outcome).await);
+    }
+    assert_eq!(
+        rendered[0], rendered[1],
+        "outputs must not depend on the partition count"
+    );
+    let store = std::fs::read_to_string(dir.path().join("out-1/parameter-store.json"))
+        .expect("parameter store written");
+    let store: serde_json::Value = serde_json::from_str(&store).expect("json");
+    let train = store["/aik/output_train"]
+        .as_str()
+        .expect("train location published");
+    assert!(
+        train.contains("/runs/") && train.ends_with("/processed/train/"),
+        "{train}"
+    );
+    assert!(
+        store["/aik/pipelineModelArtifactPath"]
+            .as_str()
+            .is_some_and(|v| v.ends_with("vocabulary.json"))
+    );
+    assert_golden("bid-filtering/expected.txt", &rendered[0]);
+}
+
+/// The worked example of docs/jobs.md runs and adds its two features.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_example_job_adds_its_features() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = args(dir.path().to_str().expect("utf8"), 2);
+    args.job = Some(
+        repo_root()
+            .join("etl/jobs/examples/bid-filtering-exchange.sql")
+            .to_string_lossy()
+            .into_owned(),
+    );
+    let outcome = run(&args).await.expect("example job runs");
+    let m = &outcome.manifest;
+    assert_eq!(
+        m.vocabulary.sizes.get("AdExchange"),
+        Some(&1),
+        "the golden input uses one exchange"
+    );
+    let ctx = SessionContext::new();
+    let df = ctx
+        .read_parquet(m.outputs["train"].as_str(), ParquetReadOptions::default())
+        .await
+        .expect("train");
+    let columns: Vec<String> = df
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    assert_eq!(
+        columns,
+        [
+            "label",
+            "dow",
+            "hour",
+            "IndexAdvertiserID",
+            "IndexDomain",
+            "IndexRegionID",
+            "IndexCityID",
+            "device_type_id",
+            "IndexAdExchange",
+            "floor_price"
+        ]
+    );
+}

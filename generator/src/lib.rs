@@ -344,6 +344,7 @@ pub fn generate_day(
     let mut cumulative_weight = 0.0;
     let mut done = 0u64;
     let mut unreported = 0u64;
+    let mut device_counts = [0u64; DeviceType::ALL.len()];
     for hour in 0..24u64 {
         cumulative_weight += world.hour_weights[hour as usize];
         let until = ((n as f64) * cumulative_weight / total_weight).round() as u64;
@@ -490,7 +491,7 @@ pub fn generate_day(
                 )
             };
             let won = rng.chance(p);
-            *summary.device_mix.entry(device.id()).or_default() += 1;
+            device_counts[usize::from(device.id())] += 1;
 
             let bid_valid = emit(
                 &mut bids,
@@ -565,6 +566,7 @@ pub fn generate_day(
         done += in_hour;
     }
     progress.fetch_add(unreported, Ordering::Relaxed);
+    summary.device_mix = (0u8..).zip(device_counts).filter(|(_, n)| *n > 0).collect();
     bids.flush()?;
     imps.flush()?;
     Ok(summary)

@@ -59,12 +59,11 @@ pub fn probability(logit: f64) -> f64 {
 }
 
 /// Exact ROC AUC of the true win probabilities against the realised outcomes, from counts per
-/// distinct probability (the model's inputs are discrete, but domains make thousands of values,
-/// so a sorted map keeps it exact without storing every row).
+/// distinct probability: a hash map on the hot path, sorted once when the AUC is asked for.
 #[derive(Debug, Clone, Default)]
 pub struct OracleAuc {
     /// probability bits -> (negatives, positives); f64 bits order like the values for p >= 0
-    counts: std::collections::BTreeMap<u64, (u64, u64)>,
+    counts: std::collections::HashMap<u64, (u64, u64)>,
 }
 
 impl OracleAuc {
@@ -94,9 +93,11 @@ impl OracleAuc {
         if neg_total == 0 || pos_total == 0 {
             return None;
         }
+        let mut sorted: Vec<(&u64, &(u64, u64))> = self.counts.iter().collect();
+        sorted.sort_unstable_by_key(|(k, _)| **k);
         let mut negatives_below = 0u64;
         let mut u = 0.0;
-        for (n, p) in self.counts.values() {
+        for (_, (n, p)) in sorted {
             u += *p as f64 * (negatives_below as f64 + *n as f64 / 2.0);
             negatives_below += n;
         }

@@ -42,7 +42,10 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
             print!("{}", generate::render(&report));
         }
         Command::Run(args) => {
-            let outcome = run::run(&args).await?;
+            let spinner = rtb_cli::spinner("running the feature job");
+            let outcome = run::run(&args).await;
+            spinner.finish_and_clear();
+            let outcome = outcome?;
             print!("{}", run::render(&outcome));
         }
     }

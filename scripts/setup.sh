@@ -40,3 +40,9 @@ if ! command -v moto_server >/dev/null 2>&1; then
   python3 -m pip install -q 'moto[server]==5.2.1'
   hash -r
 fi
+
+# s3s-fs is the S3-compatible server the S3 tests start on loopback
+if ! command -v s3s-fs >/dev/null 2>&1; then
+  say "installing s3s-fs 0.14.1 (S3-compatible test server; a few minutes on a cold machine)"
+  cargo install s3s-fs@0.14.1 --features binary --locked --quiet
+fi

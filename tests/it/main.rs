@@ -2,4 +2,5 @@
 
 mod etl_generated;
 mod etl_golden;
+mod s3_roundtrip;
 mod support;

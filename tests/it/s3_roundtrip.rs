@@ -1,6 +1,7 @@
-//! Generator and ETL against a real S3-compatible server (s3s-fs on loopback): raw logs written
-//! to S3, read back from S3 (bzip2), features written to S3. Runs the real `rtb-etl` binary, so
-//! the S3 settings come from the environment exactly as in production.
+//! Generator and ETL against a real S3-compatible server (s3s-fs on loopback) and a real SSM
+//! emulator (moto): raw logs written to S3, read back from S3 (bzip2), features written to S3,
+//! locations published to SSM. Runs the real `rtb-etl` binary, so the AWS settings come from the
+//! environment exactly as in production.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,25 @@ fn binary() -> PathBuf {
     bin
 }
 
+fn spawn_listening(program: &str, args: &[&str], port: u16, hint: &str) -> Server {
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program} ({e}); {hint}"));
+    let server = Server(child);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{program} did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server
+}
+
 fn etl(endpoint: &str, args: &[&str]) -> String {
     let output = Command::new(binary())
         .args(args)
@@ -60,22 +80,30 @@ fn logs_and_features_round_trip_through_s3() {
     let root = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(root.path().join("aik")).expect("bucket folder");
     let port = free_port();
-    let server = Command::new("s3s-fs")
-        .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--access-key", "rtb", "--secret-key", "rtb-secret"])
-        .arg(root.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start s3s-fs ({e}); install it with `cargo install s3s-fs@0.14.1 --features binary --locked` (scripts/setup.sh does)"));
-    let _server = Server(server);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "s3s-fs did not start listening"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let _s3 = spawn_listening(
+        "s3s-fs",
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "rtb",
+            "--secret-key",
+            "rtb-secret",
+            root.path().to_str().expect("utf8"),
+        ],
+        port,
+        "install it with `cargo install s3s-fs@0.14.1 --features binary --locked` (scripts/setup.sh does)",
+    );
+    let ssm_port = free_port();
+    let _ssm = spawn_listening(
+        "moto_server",
+        &["-H", "127.0.0.1", "-p", &ssm_port.to_string()],
+        ssm_port,
+        "install it with `pip install 'moto[server]==5.2.1'` (scripts/setup.sh does)",
+    );
+    let ssm = format!("ssm://?endpoint=http://127.0.0.1:{ssm_port}");
     let endpoint = format!("http://127.0.0.1:{port}");
     let generated = etl(
         &endpoint,
@@ -97,7 +125,6 @@ fn logs_and_features_round_trip_through_s3() {
             .is_file(),
         "{generated}"
     );
-    let params = root.path().join("params.json");
     let ran = etl(
         &endpoint,
         &[
@@ -109,7 +136,7 @@ fn logs_and_features_round_trip_through_s3() {
             "--memory-limit",
             "256MiB",
             "--parameter-store",
-            params.to_str().expect("utf8"),
+            &ssm,
         ],
     );
     let summary: serde_json::Value = serde_json::from_slice(
@@ -143,11 +170,28 @@ fn logs_and_features_round_trip_through_s3() {
         .map(|s| manifest["splits"][s]["label_1"].as_u64().unwrap_or(0))
         .sum();
     assert_eq!(Some(positives), summary["labelled_wins"].as_u64());
-    let published: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&params).expect("parameters")).expect("json");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let published = runtime.block_on(async {
+        let store = rtb_params::SsmStore::connect(rtb_params::SsmSettings {
+            endpoint: Some(format!("http://127.0.0.1:{ssm_port}")),
+            region: Some("us-east-1".into()),
+            credentials: Some(rtb_params::StaticCredentials {
+                access_key_id: "rtb".into(),
+                secret_access_key: "rtb-secret".into(),
+            }),
+        })
+        .await
+        .expect("ssm client");
+        store
+            .get_many(&["/aik/output_train", "/aik/etl/manifest"])
+            .await
+            .expect("ssm get")
+    });
     assert!(
-        published["/aik/output_train"]
-            .as_str()
-            .is_some_and(|v| v.starts_with("s3://aik/processed/runs/"))
+        published[0].as_deref().is_some_and(
+            |v| v.starts_with("s3://aik/processed/runs/") && v.ends_with("/processed/train/")
+        ),
+        "{published:?}"
     );
+    assert_eq!(published[1].as_deref(), Some(manifest_url));
 }

@@ -5,9 +5,11 @@
 # Peak RSS, two ways:
 #  - time_rss: GNU /usr/bin/time %M. It covers child processes (PySpark's JVM and Python
 #    workers are children of the driver), but it is the max RSS of the LARGEST SINGLE process
-#    among the waited-for descendants, not the sum over the tree.
-#  - tree_rss: the sum of RSS over the whole process tree (its own session), sampled every 0.2 s;
-#    the peak of that sum. For PySpark this counts the JVM, the driver and the Python workers.
+#    among the waited-for descendants, not the sum over the tree. For PySpark it misses the JVM
+#    in practice (the driver does not reap it: ~60 MiB is the Python driver alone).
+#  - tree_rss (use this one for PySpark): the sum of RSS over the whole process tree (its own
+#    session), sampled every 0.2 s; the peak of that sum. For PySpark this counts the JVM, the
+#    driver and the Python workers.
 set -euo pipefail
 [ $# -eq 3 ] || { echo "usage: $0 BIDS IMPS OUTDIR" >&2; exit 2; }
 BIDS=$1 IMPS=$2 OUT=$3 RUNS=${RUNS:-3}

@@ -24,9 +24,9 @@ use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
-use rtb_features::RejectReason;
 use rtb_features::layout::{BID_COLUMNS, IMP_COLUMNS, LogKind};
 use rtb_features::reader::{LineReader, non_null};
+use rtb_features::{Compression, RejectReason};
 use serde::Serialize;
 
 /// Lines looked at to decide a file's layout.
@@ -50,26 +50,6 @@ impl fmt::Debug for InputFile {
             .field("url", &self.url)
             .field("kind", &self.kind)
             .finish()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    Gzip,
-    Bzip2,
-}
-
-impl Compression {
-    pub fn from_name(name: &str) -> Self {
-        if name.ends_with(".gz") || name.ends_with(".gzip") {
-            Compression::Gzip
-        } else if name.ends_with(".bz2") || name.ends_with(".bzip2") {
-            Compression::Bzip2
-        } else {
-            Compression::None
-        }
     }
 }
 

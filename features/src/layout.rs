@@ -101,6 +101,35 @@ impl ImpLayout {
     }
 }
 
+/// How a log file is compressed, named by its extension as in the real dataset (`.bz2`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Bzip2,
+}
+
+impl Compression {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::None => "",
+            Compression::Gzip => ".gz",
+            Compression::Bzip2 => ".bz2",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Self {
+        if name.ends_with(".gz") || name.ends_with(".gzip") {
+            Compression::Gzip
+        } else if name.ends_with(".bz2") || name.ends_with(".bzip2") {
+            Compression::Bzip2
+        } else {
+            Compression::None
+        }
+    }
+}
+
 /// Which log a file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

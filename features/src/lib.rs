@@ -14,7 +14,7 @@ pub mod timestamp;
 pub mod vocabulary;
 
 pub use device::{DeviceType, device_type};
-pub use layout::{BidLayout, ImpLayout, LogKind};
+pub use layout::{BidLayout, Compression, ImpLayout, LogKind};
 pub use reader::{BidRow, ImpRow, LineReader, RejectReason};
 pub use request::{BidRequest, FEATURE_NAMES, LABEL_NAME};
 pub use split::Split;

@@ -13,30 +13,13 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{Datelike, NaiveDate};
+pub use rtb_features::Compression;
 use rtb_features::{DeviceType, ImpLayout, RejectReason};
 use serde::Serialize;
 
 use crate::catalog::{Region, push_base62, push_hex128};
 use crate::rng::{Rng, Weighted, mix};
 use crate::signal::OracleAuc;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Compression {
-    None,
-    Gzip,
-    Bzip2,
-}
-
-impl Compression {
-    pub fn extension(self) -> &'static str {
-        match self {
-            Compression::None => "",
-            Compression::Gzip => ".gz",
-            Compression::Bzip2 => ".bz2",
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct GeneratorConfig {

@@ -273,20 +273,20 @@ pub fn domain_name(seed: u64, index: usize) -> String {
 }
 
 pub fn push_base62(out: &mut Vec<u8>, rng: &mut Rng, len: usize) {
-    for _ in 0..len {
-        out.push(BASE62[rng.below(62) as usize]);
-    }
+    out.extend((0..len).map(|_| BASE62[rng.below(62) as usize]));
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// 32 lowercase hex digits, as iPinYou's BidIDs, URLs and creative ids.
 pub fn push_hex128(out: &mut Vec<u8>, hi: u64, lo: u64) {
-    for word in [hi, lo] {
-        for shift in (0..16).rev() {
-            out.push(HEX[((word >> (shift * 4)) & 0xF) as usize]);
-        }
+    // one copy of a stack buffer: per-byte pushes re-check capacity 32 times
+    let mut digits = [0u8; 32];
+    let value = (u128::from(hi) << 64) | u128::from(lo);
+    for (i, d) in digits.iter_mut().enumerate() {
+        *d = HEX[((value >> (124 - 4 * i)) & 0xF) as usize];
     }
+    out.extend_from_slice(&digits);
 }
 
 #[cfg(test)]

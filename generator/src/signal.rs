@@ -58,48 +58,41 @@ pub fn probability(logit: f64) -> f64 {
     1.0 / (1.0 + (-logit).exp())
 }
 
-/// Exact ROC AUC of the true win probabilities against the realised outcomes, from counts per
-/// distinct probability: a hash map on the hot path, sorted once when the AUC is asked for.
+/// Exact ROC AUC of the true win probabilities against the realised outcomes. Nearly every bid
+/// has its own probability, so outcomes are appended (8 bytes each: probability bits shifted
+/// left, outcome in the low bit; lossless because p >= 0 leaves the sign bit clear) and sorted
+/// once when the AUC is asked for. A hash map keyed by probability cost more per row.
 #[derive(Debug, Clone, Default)]
 pub struct OracleAuc {
-    /// probability bits -> (negatives, positives); f64 bits order like the values for p >= 0
-    counts: std::collections::HashMap<u64, (u64, u64)>,
+    outcomes: Vec<u64>,
 }
 
 impl OracleAuc {
+    #[inline]
     pub fn record(&mut self, p: f64, won: bool) {
-        let entry = self.counts.entry(p.to_bits()).or_default();
-        if won {
-            entry.1 += 1;
-        } else {
-            entry.0 += 1;
-        }
+        self.outcomes.push((p.to_bits() << 1) | u64::from(won));
     }
 
     pub fn merge(&mut self, other: &OracleAuc) {
-        for (k, (n, p)) in &other.counts {
-            let entry = self.counts.entry(*k).or_default();
-            entry.0 += n;
-            entry.1 += p;
-        }
+        self.outcomes.extend_from_slice(&other.outcomes);
     }
 
     /// Mann-Whitney U with ties counted half; `None` without both outcomes.
     pub fn auc(&self) -> Option<f64> {
-        let (neg_total, pos_total) = self
-            .counts
-            .values()
-            .fold((0u64, 0u64), |(n, p), (dn, dp)| (n + dn, p + dp));
+        let mut sorted = self.outcomes.clone();
+        sorted.sort_unstable();
+        let (mut negatives_below, mut u, mut neg_total, mut pos_total) = (0u64, 0.0, 0u64, 0u64);
+        for group in sorted.chunk_by(|a, b| a >> 1 == b >> 1) {
+            // within a probability, negatives sort first
+            let p = group.iter().filter(|o| *o & 1 == 1).count() as u64;
+            let n = group.len() as u64 - p;
+            u += p as f64 * (negatives_below as f64 + n as f64 / 2.0);
+            negatives_below += n;
+            neg_total += n;
+            pos_total += p;
+        }
         if neg_total == 0 || pos_total == 0 {
             return None;
-        }
-        let mut sorted: Vec<(&u64, &(u64, u64))> = self.counts.iter().collect();
-        sorted.sort_unstable_by_key(|(k, _)| **k);
-        let mut negatives_below = 0u64;
-        let mut u = 0.0;
-        for (_, (n, p)) in sorted {
-            u += *p as f64 * (negatives_below as f64 + *n as f64 / 2.0);
-            negatives_below += n;
         }
         Some(u / (neg_total as f64 * pos_total as f64))
     }

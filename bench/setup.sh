@@ -10,7 +10,7 @@ PY_PKGS=(pyspark==3.5.8 numpy==1.26.4 duckdb==1.4.4 woothee==1.10.1)  # pyspark.
 command -v java >/dev/null || { say "java not found: install a JDK 17 (openjdk-17-jre-headless)"; exit 1; }
 java -version 2>&1 | head -n1 >&2
 
-if [ ! -x /usr/bin/time ]; then   # GNU time, for wall time and peak RSS in run_baselines.sh
+if [ ! -x /usr/bin/time ]; then   # GNU time, for wall time and peak RSS in compare_etl.sh
   say "installing GNU time"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null

@@ -6,5 +6,7 @@ scripts/setup.sh
 source scripts/env.sh
 # reference data lives beside the repository (../shared/data); tests fail loudly without it
 export RTB_SHARED_DATA="${RTB_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
+# the end-to-end tests start the real binaries (rtb-etl, rtb-scheduler, rtb-executor)
+cargo build --workspace --bins --locked
 # benches (cargo bench) and examples are built by clippy --all-targets, not run here
-cargo test --workspace --lib --bins --tests "$@"
+cargo test --workspace --lib --bins --tests --locked "$@"

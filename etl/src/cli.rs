@@ -42,9 +42,9 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
             print!("{}", generate::render(&report));
         }
         Command::Run(args) => {
-            let spinner = rtb_cli::spinner("running the feature job");
-            let outcome = run::run(&args).await;
-            spinner.finish_and_clear();
+            let bar = rtb_cli::bytes_bar("reading raw logs");
+            let outcome = run::run_with_progress(&args, &bar).await;
+            bar.finish_and_clear();
             let outcome = outcome?;
             print!("{}", run::render(&outcome));
         }

@@ -1,33 +1,46 @@
-//! Raw iPinYou logs as DataFusion tables.
+//! Raw iPinYou logs as DataFusion tables, embedded or on a Ballista cluster.
 //!
-//! Each input file is one partition, streamed through the shared line reader on a blocking
-//! thread: decompressed by extension (`.gz`, `.bz2`), its layout sniffed from its first lines,
-//! every line either accepted into Arrow batches (all columns strings, `""` and `null` as NULL)
-//! or rejected with a reason. Nothing vanishes: every file's counts land in the [`IngestLog`]
-//! and every rejected line in the rejects file, so `lines = accepted + rejected` per input.
+//! Each input file is one partition ([`RawLogScanExec`]), streamed through the shared line
+//! reader on a blocking thread: decompressed by extension (`.gz`, `.bz2`), its layout sniffed
+//! from its first lines, every line either accepted into Arrow batches (all columns strings, `""`
+//! and `null` as NULL) or rejected with a reason. The scan is a plain serialisable description
+//! (file URLs, kinds, projection), so a cluster executor runs exactly the code the embedded
+//! engine runs, with its own decompression: DataFusion's CSV scan loses the compression type on
+//! the wire.
+//!
+//! Nothing vanishes: when a partition has read its whole file it writes the file's report
+//! (`lines = accepted + rejected`) and its rejected lines next to the run's outputs, through the
+//! object store, from whichever process read it. A re-read (task retry, a job scanning a table
+//! twice) overwrites the same objects, so counts are never doubled.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, TableType};
-use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchReceiverStreamBuilder;
-use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 use rtb_features::layout::{BID_COLUMNS, IMP_COLUMNS, LogKind};
 use rtb_features::reader::{LineReader, non_null};
 use rtb_features::{Compression, RejectReason};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Lines looked at to decide a file's layout.
 const SNIFF_LINES: usize = 1000;
@@ -35,26 +48,36 @@ const BATCH_ROWS: usize = 8192;
 /// Rejected lines are kept whole up to this many bytes, for a person to look at.
 const REJECT_TEXT_LIMIT: usize = 2000;
 
-/// One raw log file to read.
-#[derive(Clone)]
+/// One raw log file to read: all an executor needs to find it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputFile {
+    /// `file:///abs/path` or `s3://bucket/key`.
     pub url: String,
-    pub store: Arc<dyn ObjectStore>,
-    pub path: ObjectPath,
     pub kind: LogKind,
+    /// Stored bytes (compressed for `.gz`/`.bz2`), for progress.
+    pub size: u64,
 }
 
-impl fmt::Debug for InputFile {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("InputFile")
-            .field("url", &self.url)
-            .field("kind", &self.kind)
-            .finish()
+impl InputFile {
+    /// The file's name, unique within one run's inputs (they are listed from one folder).
+    pub fn name(&self) -> &str {
+        self.url.rsplit('/').next().unwrap_or(&self.url)
+    }
+
+    /// The store serving this file in the task's runtime, and the file's path in it.
+    fn locate(&self, ctx: &TaskContext) -> DfResult<(Arc<dyn ObjectStore>, ObjectPath)> {
+        let url = url::Url::parse(&self.url)
+            .map_err(|e| external(format!("input {} is not a url: {e}", self.url)))?;
+        let base = ObjectStoreUrl::parse(format!("{}://{}", url.scheme(), url.authority()))?;
+        let store = ctx.runtime_env().object_store(&base)?;
+        let path = ObjectPath::from_url_path(url.path())
+            .map_err(|e| external(format!("input {} has a bad path: {e}", self.url)))?;
+        Ok((store, path))
     }
 }
 
 /// What reading one input found. `lines = accepted + rejected` always holds.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileReport {
     pub url: String,
     pub kind: LogKind,
@@ -67,21 +90,17 @@ pub struct FileReport {
     pub rejected_by_reason: BTreeMap<RejectReason, u64>,
     /// Accepted rows from which extra trailing columns were dropped.
     pub rows_with_extra_columns_dropped: u64,
+    /// Process that read the file: the client when embedded, an executor on a cluster.
+    pub reader_pid: u32,
 }
 
-/// Per-file reports and rejected lines of one run, shared by all partitions.
-pub struct IngestLog {
-    reports: Mutex<BTreeMap<String, FileReport>>,
-    /// Files whose lines are being or were counted: a second scan of a file (a job that reads
-    /// a table twice) must not count its lines again.
-    claimed: Mutex<HashSet<String>>,
-    rejects: Mutex<Box<dyn Write + Send>>,
+/// Where a run's scans leave their per-file reports and rejected lines.
+pub fn report_name(file: &InputFile) -> String {
+    format!("{}.report.json", file.name())
 }
 
-impl fmt::Debug for IngestLog {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IngestLog").finish_non_exhaustive()
-    }
+pub fn rejects_name(file: &InputFile) -> String {
+    format!("{}.rejects.jsonl", file.name())
 }
 
 #[derive(Serialize)]
@@ -90,66 +109,6 @@ struct RejectRecord<'a> {
     line: u64,
     reason: RejectReason,
     text: String,
-}
-
-impl IngestLog {
-    /// `rejects` receives one JSON object per rejected line.
-    pub fn new(rejects: Box<dyn Write + Send>) -> Self {
-        IngestLog {
-            reports: Mutex::new(BTreeMap::new()),
-            claimed: Mutex::new(HashSet::new()),
-            rejects: Mutex::new(rejects),
-        }
-    }
-
-    pub fn reports(&self) -> Vec<FileReport> {
-        self.reports
-            .lock()
-            .map(|r| r.values().cloned().collect())
-            .unwrap_or_default()
-    }
-
-    pub fn flush(&self) -> std::io::Result<()> {
-        match self.rejects.lock() {
-            Ok(mut w) => w.flush(),
-            Err(_) => Err(std::io::Error::other("rejects writer poisoned")),
-        }
-    }
-
-    fn claim(&self, url: &str) -> bool {
-        self.claimed
-            .lock()
-            .map(|mut c| c.insert(url.to_owned()))
-            .unwrap_or(false)
-    }
-
-    fn reject(
-        &self,
-        file: &str,
-        line: u64,
-        reason: RejectReason,
-        bytes: &[u8],
-    ) -> std::io::Result<()> {
-        let cut = &bytes[..bytes.len().min(REJECT_TEXT_LIMIT)];
-        let record = RejectRecord {
-            file,
-            line,
-            reason,
-            text: String::from_utf8_lossy(cut).into_owned(),
-        };
-        let mut w = self
-            .rejects
-            .lock()
-            .map_err(|_| std::io::Error::other("rejects writer poisoned"))?;
-        serde_json::to_writer(&mut *w, &record)?;
-        w.write_all(b"\n")
-    }
-
-    fn finish(&self, report: FileReport) {
-        if let Ok(mut reports) = self.reports.lock() {
-            reports.entry(report.url.clone()).or_insert(report);
-        }
-    }
 }
 
 pub fn schema_of(kind: LogKind) -> SchemaRef {
@@ -165,21 +124,35 @@ pub fn schema_of(kind: LogKind) -> SchemaRef {
     ))
 }
 
+/// The serialisable part of a [`RawLogTable`]: what a cluster codec ships to the scheduler.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawLogSpec {
+    pub kind: LogKind,
+    pub files: Vec<InputFile>,
+    /// Folder URL (ending in `/`) receiving each file's report and rejected lines.
+    pub report_dir: String,
+}
+
 /// All files of one log kind as one table (`bids` or `imps`).
 #[derive(Debug)]
 pub struct RawLogTable {
+    spec: RawLogSpec,
     schema: SchemaRef,
-    files: Vec<InputFile>,
-    log: Arc<IngestLog>,
+    /// Stored bytes read, when this process reads the files itself (embedded).
+    progress: Option<Arc<AtomicU64>>,
 }
 
 impl RawLogTable {
-    pub fn new(kind: LogKind, files: Vec<InputFile>, log: Arc<IngestLog>) -> Self {
+    pub fn new(spec: RawLogSpec, progress: Option<Arc<AtomicU64>>) -> Self {
         RawLogTable {
-            schema: schema_of(kind),
-            files,
-            log,
+            schema: schema_of(spec.kind),
+            spec,
+            progress,
         }
+    }
+
+    pub fn spec(&self) -> &RawLogSpec {
+        &self.spec
     }
 }
 
@@ -203,56 +176,142 @@ impl TableProvider for RawLogTable {
         let columns: Vec<usize> = projection
             .cloned()
             .unwrap_or_else(|| (0..self.schema.fields().len()).collect());
-        let projected = Arc::new(self.schema.project(&columns)?);
-        let partitions = self
-            .files
-            .iter()
-            .map(|file| {
-                Arc::new(LogFilePartition {
-                    file: file.clone(),
-                    columns: columns.clone(),
-                    schema: Arc::clone(&projected),
-                    log: Arc::clone(&self.log),
-                }) as Arc<dyn PartitionStream>
-            })
-            .collect();
-        Ok(Arc::new(StreamingTableExec::try_new(
-            projected,
-            partitions,
-            None,
-            Vec::new(),
-            false,
+        let spec = ScanSpec {
+            table: self.spec.clone(),
+            columns,
             limit,
+        };
+        Ok(Arc::new(RawLogScanExec::try_new(
+            spec,
+            self.progress.clone(),
         )?))
     }
 }
 
-#[derive(Debug)]
-struct LogFilePartition {
-    file: InputFile,
-    columns: Vec<usize>,
-    schema: SchemaRef,
-    log: Arc<IngestLog>,
+/// The serialisable part of a [`RawLogScanExec`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanSpec {
+    pub table: RawLogSpec,
+    /// Projected column indexes into the kind's full schema.
+    pub columns: Vec<usize>,
+    pub limit: Option<usize>,
 }
 
-impl PartitionStream for LogFilePartition {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
+/// Reads raw log files, one output partition per file.
+#[derive(Debug)]
+pub struct RawLogScanExec {
+    spec: ScanSpec,
+    schema: SchemaRef,
+    properties: Arc<PlanProperties>,
+    progress: Option<Arc<AtomicU64>>,
+}
+
+impl RawLogScanExec {
+    pub fn try_new(spec: ScanSpec, progress: Option<Arc<AtomicU64>>) -> DfResult<Self> {
+        let schema = Arc::new(schema_of(spec.table.kind).project(&spec.columns)?);
+        // statistics stay unknown on purpose: a planner that believed a scan small could
+        // duplicate it into several tasks
+        let properties = PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(&schema)),
+            Partitioning::UnknownPartitioning(spec.table.files.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        );
+        Ok(RawLogScanExec {
+            spec,
+            schema,
+            properties: Arc::new(properties),
+            progress,
+        })
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+    pub fn spec(&self) -> &ScanSpec {
+        &self.spec
+    }
+}
+
+impl DisplayAs for RawLogScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            f,
+            "RawLogScanExec: kind={:?}, files={}, columns={}",
+            self.spec.table.kind,
+            self.spec.table.files.len(),
+            self.schema.fields().len()
+        )
+    }
+}
+
+impl ExecutionPlan for RawLogScanExec {
+    fn name(&self) -> &'static str {
+        "RawLogScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        if children.is_empty() {
+            Ok(self)
+        } else {
+            Err(DataFusionError::Internal(
+                "RawLogScanExec has no children to replace".into(),
+            ))
+        }
+    }
+
+    fn fetch(&self) -> Option<usize> {
+        self.spec.limit
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        ctx: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 4);
+        let Some(file) = self.spec.table.files.get(partition).cloned() else {
+            // a table without files still has one (empty) partition
+            return Ok(builder.build());
+        };
+        let (store, path) = file.locate(&ctx)?;
+        let report_dir = ReportDir::locate(&ctx, &self.spec.table.report_dir)?;
         let tx = builder.tx();
-        let file = self.file.clone();
-        let columns = self.columns.clone();
-        let schema = Arc::clone(&self.schema);
-        let log = Arc::clone(&self.log);
+        let task = ScanTask {
+            file,
+            store,
+            path,
+            report_dir,
+            columns: self.spec.columns.clone(),
+            schema: Arc::clone(&self.schema),
+            progress: self.progress.clone(),
+        };
+        let mut remaining = self.spec.limit.unwrap_or(usize::MAX);
         let handle = tokio::runtime::Handle::current();
         builder.spawn_blocking(move || {
-            let emit = |batch: RecordBatch| tx.blocking_send(Ok(batch)).is_ok();
-            read_file(&handle, &file, &columns, &schema, &log, emit)
+            let emit = |batch: RecordBatch| {
+                let batch = batch.slice(0, batch.num_rows().min(remaining));
+                remaining -= batch.num_rows();
+                tx.blocking_send(Ok(batch)).is_ok() && remaining > 0
+            };
+            task.run(&handle, emit)
         });
-        builder.build()
+        Ok(builder.build())
     }
 }
 
@@ -260,25 +319,181 @@ fn external(message: String) -> DataFusionError {
     DataFusionError::External(message.into())
 }
 
-/// Opens an input through its object store. Local stores hand back the file itself, remote
-/// ones a byte stream, read here through a bridge on this blocking thread.
-fn open(handle: &tokio::runtime::Handle, file: &InputFile) -> DfResult<Box<dyn BufRead + Send>> {
-    let result = handle
-        .block_on(file.store.get(&file.path))
-        .map_err(|e| external(format!("cannot open {}: {e}", file.url)))?;
-    let raw: Box<dyn Read + Send> = match result.payload {
-        GetResultPayload::File(f, _) => Box::new(f),
-        GetResultPayload::Stream(stream) => {
-            let stream = stream.map_err(std::io::Error::other);
-            let reader = tokio_util::io::StreamReader::new(stream);
-            Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
-                reader,
-                handle.clone(),
-            ))
+/// The report folder of a run, resolved in the task's runtime.
+struct ReportDir {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    url: String,
+}
+
+impl ReportDir {
+    fn locate(ctx: &TaskContext, dir_url: &str) -> DfResult<Self> {
+        let probe = InputFile {
+            url: dir_url.trim_end_matches('/').to_owned(),
+            kind: LogKind::Bid,
+            size: 0,
+        };
+        let (store, prefix) = probe.locate(ctx)?;
+        Ok(ReportDir {
+            store,
+            prefix,
+            url: probe.url,
+        })
+    }
+
+    fn path(&self, name: &str) -> ObjectPath {
+        self.prefix.clone().join(name)
+    }
+}
+
+struct ScanTask {
+    file: InputFile,
+    store: Arc<dyn ObjectStore>,
+    path: ObjectPath,
+    report_dir: ReportDir,
+    columns: Vec<usize>,
+    schema: SchemaRef,
+    progress: Option<Arc<AtomicU64>>,
+}
+
+impl ScanTask {
+    fn run(
+        self,
+        handle: &tokio::runtime::Handle,
+        mut emit: impl FnMut(RecordBatch) -> bool,
+    ) -> DfResult<()> {
+        let url = &self.file.url;
+        let mut reader = self.open(handle)?;
+        let mut head: Vec<Vec<u8>> = Vec::new();
+        let mut buf = Vec::with_capacity(1024);
+        while head.len() < SNIFF_LINES && next_line(&mut *reader, &mut buf, url)? {
+            head.push(buf.clone());
         }
-    };
-    let decoded: Box<dyn Read + Send> =
-        match Compression::from_name(&file.url) {
+        if head.iter().all(|l| l.iter().all(u8::is_ascii_whitespace)) {
+            return Err(external(format!(
+                "{url} holds no log lines; an empty day cannot be used, remove it from the input or regenerate it"
+            )));
+        }
+        let (kind_name, layouts) = match self.file.kind {
+            LogKind::Bid => ("bid", "19 or 21"),
+            LogKind::Imp => ("impression", "22 or 24 or more"),
+        };
+        let layout = self.file.kind.sniff(head.iter().map(Vec::as_slice)).ok_or_else(|| {
+            external(format!("no line among the first {} of {url} has a known {kind_name} layout ({layouts} tab-separated fields); is it an iPinYou {kind_name} log?", head.len()))
+        })?;
+        let rejects_file = tempfile::NamedTempFile::new()
+            .map_err(|e| external(format!("cannot create a temporary rejects file: {e}")))?;
+        let rejects = std::io::BufWriter::new(
+            rejects_file
+                .reopen()
+                .map_err(|e| external(format!("cannot open the rejects file: {e}")))?,
+        );
+        let mut batch = BatchBuilder::new(&self.columns, &self.schema);
+        let mut lines = Lines {
+            file: &self.file,
+            reader: LineReader::new(layout),
+            rejects,
+            report: FileReport {
+                url: url.clone(),
+                kind: self.file.kind,
+                compression: Compression::from_name(url),
+                layout: layout.name(),
+                lines: 0,
+                accepted: 0,
+                rejected: 0,
+                rejected_by_reason: BTreeMap::new(),
+                rows_with_extra_columns_dropped: 0,
+                reader_pid: std::process::id(),
+            },
+        };
+        for line in &head {
+            lines.process(line, &mut batch)?;
+        }
+        drop(head);
+        loop {
+            if batch.rows >= BATCH_ROWS && !emit(batch.take()?) {
+                // the consumer hung up (a LIMIT, or the query failed elsewhere): stop quietly,
+                // without a report, since the file was not read whole
+                return Ok(());
+            }
+            if !next_line(&mut *reader, &mut buf, url)? {
+                break;
+            }
+            lines.process(&buf, &mut batch)?;
+        }
+        if batch.rows > 0 && !emit(batch.take()?) {
+            return Ok(());
+        }
+        let Lines {
+            mut rejects,
+            report,
+            ..
+        } = lines;
+        rejects
+            .flush()
+            .map_err(|e| external(format!("cannot write rejected lines of {url}: {e}")))?;
+        self.publish(handle, &report, rejects_file.path())
+    }
+
+    /// Rejected lines first, then the report: a report present means its rejects are too.
+    fn publish(
+        &self,
+        handle: &tokio::runtime::Handle,
+        report: &FileReport,
+        rejects: &std::path::Path,
+    ) -> DfResult<()> {
+        let dir = &self.report_dir;
+        let rejects_path = dir.path(&rejects_name(&self.file));
+        let report_path = dir.path(&report_name(&self.file));
+        let body = serde_json::to_vec_pretty(report)
+            .map_err(|e| external(format!("cannot encode the report of {}: {e}", report.url)))?;
+        handle
+            .block_on(async {
+                if report.rejected > 0 {
+                    rtb_storage::upload_file_to(&dir.store, &rejects_path, rejects)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                dir.store
+                    .put(&report_path, body.into())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .map(|_| ())
+            .map_err(|e| {
+                external(format!(
+                    "cannot write the ingest report of {} under {}: {e}",
+                    report.url, dir.url
+                ))
+            })
+    }
+
+    /// Opens the input through its object store. Local stores hand back the file itself,
+    /// remote ones a byte stream, read here through a bridge on this blocking thread.
+    fn open(&self, handle: &tokio::runtime::Handle) -> DfResult<Box<dyn BufRead + Send>> {
+        let url = &self.file.url;
+        let result = handle
+            .block_on(self.store.get(&self.path))
+            .map_err(|e| external(format!("cannot open {url}: {e}")))?;
+        let raw: Box<dyn Read + Send> = match result.payload {
+            GetResultPayload::File(f, _) => Box::new(f),
+            GetResultPayload::Stream(stream) => {
+                let stream = stream.map_err(std::io::Error::other);
+                let reader = tokio_util::io::StreamReader::new(stream);
+                Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+                    reader,
+                    handle.clone(),
+                ))
+            }
+        };
+        let raw = match &self.progress {
+            Some(counter) => Box::new(CountingRead {
+                inner: raw,
+                counter: Arc::clone(counter),
+            }),
+            None => raw,
+        };
+        let decoded: Box<dyn Read + Send> = match Compression::from_name(url) {
             Compression::None => raw,
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
                 BufReader::with_capacity(1 << 20, raw),
@@ -287,7 +502,21 @@ fn open(handle: &tokio::runtime::Handle, file: &InputFile) -> DfResult<Box<dyn B
                 BufReader::with_capacity(1 << 20, raw),
             )),
         };
-    Ok(Box::new(BufReader::with_capacity(1 << 20, decoded)))
+        Ok(Box::new(BufReader::with_capacity(1 << 20, decoded)))
+    }
+}
+
+struct CountingRead {
+    inner: Box<dyn Read + Send>,
+    counter: Arc<AtomicU64>,
+}
+
+impl Read for CountingRead {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.counter.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
 }
 
 /// Reads one line without its `\n`; `Ok(false)` at end of input.
@@ -348,82 +577,10 @@ impl<'a> BatchBuilder<'a> {
     }
 }
 
-fn read_file(
-    handle: &tokio::runtime::Handle,
-    file: &InputFile,
-    columns: &[usize],
-    schema: &SchemaRef,
-    log: &IngestLog,
-    mut emit: impl FnMut(RecordBatch) -> bool,
-) -> DfResult<()> {
-    let counting = log.claim(&file.url);
-    let mut reader = open(handle, file)?;
-    let mut head: Vec<Vec<u8>> = Vec::new();
-    let mut buf = Vec::with_capacity(1024);
-    while head.len() < SNIFF_LINES && next_line(&mut *reader, &mut buf, &file.url)? {
-        head.push(buf.clone());
-    }
-    if head.iter().all(|l| l.iter().all(u8::is_ascii_whitespace)) {
-        return Err(external(format!(
-            "{} holds no log lines; an empty day cannot be used, remove it from the input or regenerate it",
-            file.url
-        )));
-    }
-    let (kind_name, layouts) = match file.kind {
-        LogKind::Bid => ("bid", "19 or 21"),
-        LogKind::Imp => ("impression", "22 or 24 or more"),
-    };
-    let layout = file.kind.sniff(head.iter().map(Vec::as_slice)).ok_or_else(|| {
-        external(format!("no line among the first {} of {} has a known {kind_name} layout ({layouts} tab-separated fields); is it an iPinYou {kind_name} log?", head.len(), file.url))
-    })?;
-    let line_reader = LineReader::new(layout);
-    let report = FileReport {
-        url: file.url.clone(),
-        kind: file.kind,
-        compression: Compression::from_name(&file.url),
-        layout: layout.name(),
-        lines: 0,
-        accepted: 0,
-        rejected: 0,
-        rejected_by_reason: BTreeMap::new(),
-        rows_with_extra_columns_dropped: 0,
-    };
-    let mut batch = BatchBuilder::new(columns, schema);
-    let mut lines = Lines {
-        file,
-        reader: line_reader,
-        log,
-        counting,
-        report,
-    };
-    for line in &head {
-        lines.process(line, &mut batch)?;
-    }
-    drop(head);
-    loop {
-        if batch.rows >= BATCH_ROWS && !emit(batch.take()?) {
-            // the consumer hung up (a LIMIT, or the query failed elsewhere): stop quietly
-            return Ok(());
-        }
-        if !next_line(&mut *reader, &mut buf, &file.url)? {
-            break;
-        }
-        lines.process(&buf, &mut batch)?;
-    }
-    if batch.rows > 0 && !emit(batch.take()?) {
-        return Ok(());
-    }
-    if counting {
-        log.finish(lines.report);
-    }
-    Ok(())
-}
-
 struct Lines<'a> {
     file: &'a InputFile,
     reader: LineReader,
-    log: &'a IngestLog,
-    counting: bool,
+    rejects: std::io::BufWriter<std::fs::File>,
     report: FileReport,
 }
 
@@ -448,29 +605,24 @@ impl Lines<'_> {
             Err(reason) => {
                 self.report.rejected += 1;
                 *self.report.rejected_by_reason.entry(reason).or_default() += 1;
-                if self.counting {
-                    self.log
-                        .reject(&self.file.url, self.report.lines, reason, line)
-                        .map_err(|e| {
-                            external(format!(
-                                "cannot record a rejected line of {}: {e}",
-                                self.file.url
-                            ))
-                        })?;
-                }
+                let cut = &line[..line.len().min(REJECT_TEXT_LIMIT)];
+                let record = RejectRecord {
+                    file: &self.file.url,
+                    line: self.report.lines,
+                    reason,
+                    text: String::from_utf8_lossy(cut).into_owned(),
+                };
+                serde_json::to_writer(&mut self.rejects, &record)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| self.rejects.write_all(b"\n"))
+                    .map_err(|e| {
+                        external(format!(
+                            "cannot record a rejected line of {}: {e}",
+                            self.file.url
+                        ))
+                    })?;
             }
         }
         Ok(())
     }
-}
-
-/// Counts of several files' reports by kind, for the manifest.
-pub fn totals(reports: &[FileReport], kind: LogKind) -> HashMap<&'static str, u64> {
-    let mut t = HashMap::new();
-    for r in reports.iter().filter(|r| r.kind == kind) {
-        *t.entry("lines").or_default() += r.lines;
-        *t.entry("accepted").or_default() += r.accepted;
-        *t.entry("rejected").or_default() += r.rejected;
-    }
-    t
 }

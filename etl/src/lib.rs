@@ -1,8 +1,10 @@
 //! The ETL runner: feature jobs over iPinYou logs, and the log generator that feeds them.
 
 pub mod cli;
+pub mod cluster;
 pub mod generate;
 pub mod ingest;
 pub mod job;
 pub mod run;
+pub mod stores;
 pub mod udf;

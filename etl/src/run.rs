@@ -15,13 +15,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use ballista::prelude::SessionContextExt;
 use clap::Args;
 use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
-use datafusion::catalog::MemTable;
 use datafusion::common::TableReference;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::datasource::file_format::format_as_file_type;
@@ -30,11 +31,13 @@ use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::LogicalPlanBuilder;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
+use indicatif::ProgressBar;
 use object_store::ObjectStoreExt;
 use rtb_features::layout::LogKind;
 use rtb_features::vocabulary::{FeatureVocabulary, StringIndexer};
@@ -44,9 +47,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::ingest::{FileReport, IngestLog, InputFile, RawLogTable};
+use crate::ingest::{FileReport, InputFile, RawLogSpec, RawLogTable, report_name};
 use crate::job::{self, Job};
-use crate::udf;
+use crate::stores::StoreRegistry;
+use crate::{cluster, udf};
 
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -77,6 +81,11 @@ pub struct RunArgs {
     /// Parallelism of the query engine (default: the number of cores).
     #[arg(long, env = "RTB_PARTITIONS")]
     pub partitions: Option<usize>,
+    /// Run on a Ballista cluster, `df://scheduler-host:50050`, instead of embedded. Executors
+    /// then read the inputs and write the outputs themselves: both must be URLs every cluster
+    /// process can reach (s3://, or a folder shared by all machines).
+    #[arg(long, env = "RTB_CLUSTER")]
+    pub cluster: Option<String>,
     /// Where output locations are published under the original's `/aik/...` names: a JSON file
     /// (path or file://), or `ssm://` (AWS SSM Parameter Store; `ssm://?endpoint=URL` for an
     /// emulator).
@@ -204,6 +213,38 @@ pub struct VocabularyInfo {
     pub sizes: BTreeMap<String, u64>,
 }
 
+/// Every input's report, written by whichever process read it; a missing one means the file
+/// was never read whole, and the run must not claim counts for it.
+async fn read_reports(
+    out: &Location,
+    dir: &str,
+    files: &[InputFile],
+) -> anyhow::Result<Vec<FileReport>> {
+    let mut reports = Vec::with_capacity(files.len());
+    for file in files {
+        let name = format!("{dir}/{}", report_name(file));
+        let bytes = out.get(&name).await.with_context(|| {
+            format!(
+                "{} was not read to its end, so its line counts are unknown; does the job read every row of its table?",
+                file.url
+            )
+        })?;
+        let report: FileReport = serde_json::from_slice(&bytes)
+            .with_context(|| format!("ingest report {} is not valid", out.child_url(&name)))?;
+        reports.push(report);
+    }
+    reports.sort_by(|a, b| a.url.cmp(&b.url));
+    Ok(reports)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 pub const MANIFEST: &str = "manifest.json";
 pub const LATEST: &str = "latest.json";
 
@@ -219,7 +260,7 @@ async fn list_inputs(
     patterns: &str,
     kind: LogKind,
 ) -> anyhow::Result<Vec<InputFile>> {
-    let names = location.list("").await?;
+    let names = location.list_sized("").await?;
     let patterns: Vec<&str> = patterns
         .split(',')
         .map(str::trim)
@@ -227,13 +268,12 @@ async fn list_inputs(
         .collect();
     let mut files: Vec<InputFile> = names
         .iter()
-        .filter(|name| !name.contains('/'))
-        .filter(|name| patterns.iter().any(|p| wildcard_match(p, name)))
-        .map(|name| InputFile {
+        .filter(|(name, _)| !name.contains('/'))
+        .filter(|(name, _)| patterns.iter().any(|p| wildcard_match(p, name)))
+        .map(|(name, size)| InputFile {
             url: location.child_url(name),
-            store: Arc::clone(location.store()),
-            path: location.path(name),
             kind,
+            size: *size,
         })
         .collect();
     files.sort_by(|a, b| a.url.cmp(&b.url));
@@ -265,7 +305,7 @@ fn store_url(location: &Location) -> anyhow::Result<url::Url> {
     Ok(url::Url::parse(&base)?)
 }
 
-fn session(
+async fn session(
     args: &RunArgs,
     limit: usize,
     locations: &[&Location],
@@ -273,27 +313,42 @@ fn session(
     let partitions = args
         .partitions
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
-    let mut disk = DiskManagerBuilder::default();
-    if let Some(dir) = &args.spill_dir {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create spill folder {dir}"))?;
-        disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
-    }
-    let runtime = RuntimeEnvBuilder::new()
-        .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
-        .with_disk_manager_builder(disk)
-        .build_arc()?;
-    // iPinYou columns are CamelCase; keep identifiers as written so jobs read like the original
-    let mut config = SessionConfig::new()
-        .with_target_partitions(partitions)
-        .with_information_schema(true);
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
+    let ctx = match &args.cluster {
+        Some(url) => {
+            // the memory pool and spill folder are the executors' own settings on a cluster
+            let config = cluster::session_config().with_target_partitions(partitions);
+            let state = cluster::session_state(config, cluster::runtime(None)?)?;
+            SessionContext::remote_with_state(url, state)
+                .await
+                .with_context(|| format!("cannot reach the Ballista scheduler at {url}"))?
+        }
+        None => {
+            let mut disk = DiskManagerBuilder::default();
+            if let Some(dir) = &args.spill_dir {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create spill folder {dir}"))?;
+                disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
+            }
+            let runtime = RuntimeEnvBuilder::new()
+                .with_object_store_registry(Arc::new(StoreRegistry::default()))
+                .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+                .with_disk_manager_builder(disk)
+                .build_arc()?;
+            // iPinYou columns are CamelCase; keep identifiers as written so jobs read like the
+            // original
+            let mut config = SessionConfig::new()
+                .with_target_partitions(partitions)
+                .with_information_schema(true);
+            config.options_mut().sql_parser.enable_ident_normalization = false;
+            SessionContext::new_with_config_rt(config, runtime)
+        }
+    };
     for location in locations {
         if location.url().scheme() != "file" {
             ctx.register_object_store(&store_url(location)?, Arc::clone(location.store()));
         }
     }
+    // after `remote_with_state`, which replaces the state's function list
     udf::register(&ctx);
     Ok(ctx)
 }
@@ -368,6 +423,25 @@ fn grouped_rows(
     }
 }
 
+/// Whether `plan` is an aggregation whose output columns are `columns` (under projections),
+/// the shape [`grouped_rows`] recognises in a physical plan.
+fn groups_into(plan: &LogicalPlan, columns: &[String]) -> bool {
+    match plan {
+        LogicalPlan::Projection(p) => groups_into(&p.input, columns),
+        LogicalPlan::SubqueryAlias(a) => groups_into(&a.input, columns),
+        LogicalPlan::Aggregate(a) => {
+            let names: Vec<&str> = a
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            names == columns.iter().map(String::as_str).collect::<Vec<_>>()
+        }
+        _ => false,
+    }
+}
+
 async fn query_batches(ctx: &SessionContext, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
     Ok(ctx.sql(sql).await?.collect().await?)
 }
@@ -400,10 +474,17 @@ async fn fit_vocabulary(
 }
 
 /// Exposes the vocabulary to SQL: `vocabulary_<Column>(label, idx)` and one row
-/// `vocabulary_size` holding each column's unknown index.
-fn register_vocabulary(ctx: &SessionContext, vocabulary: &FeatureVocabulary) -> anyhow::Result<()> {
+/// `vocabulary_size` holding each column's unknown index. Written as Parquet under the run's
+/// work folder rather than held in memory, so a cluster's executors can read them too.
+async fn register_vocabulary(
+    ctx: &SessionContext,
+    out: &Location,
+    work: &str,
+    vocabulary: &FeatureVocabulary,
+) -> anyhow::Result<()> {
     let mut size_fields = Vec::new();
     let mut size_values: Vec<Arc<dyn Array>> = Vec::new();
+    let mut tables = Vec::new();
     for (name, indexer) in vocabulary.columns() {
         let schema = Arc::new(Schema::new(vec![
             Field::new("label", DataType::Utf8, false),
@@ -411,23 +492,33 @@ fn register_vocabulary(ctx: &SessionContext, vocabulary: &FeatureVocabulary) -> 
         ]));
         let labels = StringArray::from_iter_values(indexer.labels().iter());
         let idx = Int64Array::from_iter_values(0..indexer.labels().len() as i64);
-        let batch =
-            RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(labels), Arc::new(idx)])?;
-        ctx.register_table(
-            TableReference::bare(format!("vocabulary_{name}")),
-            Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-        )?;
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(labels), Arc::new(idx)])?;
+        tables.push((format!("vocabulary_{name}"), batch));
         size_fields.push(Field::new(name, DataType::Int64, false));
         size_values.push(Arc::new(Int64Array::from(vec![i64::from(
             indexer.unknown_index(),
         )])));
     }
     let schema = Arc::new(Schema::new(size_fields));
-    let batch = RecordBatch::try_new(Arc::clone(&schema), size_values)?;
-    ctx.register_table(
-        "vocabulary_size",
-        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
-    )?;
+    tables.push((
+        "vocabulary_size".to_owned(),
+        RecordBatch::try_new(schema, size_values)?,
+    ));
+    for (table, batch) in tables {
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None)?;
+        writer.write(&batch)?;
+        writer.close()?;
+        let name = format!("{work}/{table}/part-0.parquet");
+        out.put(&name, bytes.into()).await?;
+        let folder = out.child_url(&format!("{work}/{table}/"));
+        ctx.register_parquet(
+            TableReference::bare(table),
+            &folder,
+            ParquetReadOptions::default(),
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -468,6 +559,14 @@ pub struct RunOutcome {
 }
 
 pub async fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
+    run_with_progress(args, &ProgressBar::hidden()).await
+}
+
+/// [`run`], reporting stored input bytes read and the current step on `progress`.
+pub async fn run_with_progress(
+    args: &RunArgs,
+    progress: &ProgressBar,
+) -> anyhow::Result<RunOutcome> {
     let started = Instant::now();
     let (job_source, job_text) = match &args.job {
         Some(path) => (
@@ -514,7 +613,12 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
         job.name
     );
 
+    if args.cluster.is_none() {
+        // executors read the files on a cluster: only the steps are shown
+        progress.set_length(bid_files.iter().chain(&imp_files).map(|f| f.size).sum());
+    }
     let result = execute(
+        progress,
         args,
         &job,
         &job_source,
@@ -546,6 +650,7 @@ pub async fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
 
 #[allow(clippy::too_many_arguments)]
 async fn execute(
+    progress: &ProgressBar,
     args: &RunArgs,
     job: &Job,
     job_source: &str,
@@ -559,23 +664,34 @@ async fn execute(
     imp_files: Vec<InputFile>,
     started: Instant,
 ) -> anyhow::Result<Manifest> {
-    let ctx = session(args, limit, &[input, out])?;
-    let rejects_file =
-        tempfile::NamedTempFile::new().context("cannot create a temporary rejects file")?;
-    let rejects_writer = std::io::BufWriter::new(
-        rejects_file
-            .reopen()
-            .context("cannot open the rejects file")?,
-    );
-    let log = Arc::new(IngestLog::new(Box::new(rejects_writer)));
-    ctx.register_table(
-        "bids",
-        Arc::new(RawLogTable::new(LogKind::Bid, bid_files, Arc::clone(&log))),
-    )?;
-    ctx.register_table(
-        "imps",
-        Arc::new(RawLogTable::new(LogKind::Imp, imp_files, Arc::clone(&log))),
-    )?;
+    let ctx = session(args, limit, &[input, out]).await?;
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let ticker = {
+        let (bytes_read, progress) = (Arc::clone(&bytes_read), progress.clone());
+        tokio::spawn(async move {
+            loop {
+                progress.set_position(bytes_read.load(Ordering::Relaxed));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let _stop_ticker = AbortOnDrop(ticker);
+    let ingest_dir = out.child_url(&format!("{run_prefix}/ingest/"));
+    let all_files: Vec<InputFile> = bid_files.iter().chain(&imp_files).cloned().collect();
+    for (name, kind, files) in [
+        ("bids", LogKind::Bid, bid_files),
+        ("imps", LogKind::Imp, imp_files),
+    ] {
+        let spec = RawLogSpec {
+            kind,
+            files,
+            report_dir: ingest_dir.clone(),
+        };
+        ctx.register_table(
+            name,
+            Arc::new(RawLogTable::new(spec, Some(Arc::clone(&bytes_read)))),
+        )?;
+    }
 
     let url = |name: &str| out.child_url(&format!("{run_prefix}/{name}"));
     let mut outputs: BTreeMap<&'static str, String> = BTreeMap::new();
@@ -587,6 +703,7 @@ async fn execute(
     let mut phase = Instant::now();
 
     for step in &job.steps {
+        progress.set_message(format!("step {}", step.name));
         let sql = job.render(step)?;
         let df = ctx
             .sql(&sql)
@@ -605,7 +722,13 @@ async fn execute(
                 phase = Instant::now();
                 if !job.categorical.is_empty() {
                     let fitted = fit_vocabulary(&ctx, &job.categorical).await?;
-                    register_vocabulary(&ctx, &fitted)?;
+                    register_vocabulary(
+                        &ctx,
+                        out,
+                        &format!("{run_prefix}/_work/vocabulary"),
+                        &fitted,
+                    )
+                    .await?;
                     vocabulary = Some(fitted);
                     durations.insert("vocabulary", phase.elapsed().as_millis() as u64);
                     phase = Instant::now();
@@ -676,7 +799,7 @@ async fn execute(
                         }
                     }
                 }
-                delete_prefix(out, &format!("{run_prefix}/_work")).await;
+                delete_prefix(out, &format!("{run_prefix}/_work/features")).await;
                 durations.insert("features_and_splits", phase.elapsed().as_millis() as u64);
                 phase = Instant::now();
             }
@@ -689,14 +812,29 @@ async fn execute(
                 phase = Instant::now();
             }
             name => {
-                let columns = df
+                let columns: Vec<String> = df
                     .schema()
                     .fields()
                     .iter()
                     .map(|f| f.name().clone())
                     .collect();
+                // on a cluster the aggregation runs on executors and its metrics stay there:
+                // the steps the embedded engine counts from its plan are materialised instead
+                // (written once under _work, counted by the write, read back by later steps)
+                if args.cluster.is_some() && groups_into(df.logical_plan(), &columns) {
+                    let staged = url(&format!("_work/{name}/"));
+                    let (_, n) = write(&ctx, df, &staged, false).await?;
+                    rows.insert(name.to_owned(), n);
+                    ctx.register_parquet(
+                        TableReference::bare(name),
+                        &staged,
+                        ParquetReadOptions::default(),
+                    )
+                    .await?;
+                } else {
+                    ctx.register_table(TableReference::bare(name), df.into_view())?;
+                }
                 view_columns.push((name.to_owned(), columns));
-                ctx.register_table(TableReference::bare(name), df.into_view())?;
             }
         }
     }
@@ -711,8 +849,7 @@ async fn execute(
     let vocabulary = vocabulary
         .context("job declares no `-- categorical:` columns; the scorer needs a vocabulary")?;
 
-    log.flush().context("cannot write the rejects file")?;
-    let inputs = log.reports();
+    let inputs = read_reports(out, &format!("{run_prefix}/ingest"), &all_files).await?;
     for kind in [LogKind::Bid, LogKind::Imp] {
         let name = match kind {
             LogKind::Bid => "bids",
@@ -726,11 +863,8 @@ async fn execute(
         rows.insert(format!("{name}_accepted"), accepted);
         rows.insert(format!("{name}_rejected"), rejected);
     }
-
-    let rejects_target = format!("{run_prefix}/rejects/rejects.jsonl");
-    out.upload_file(&rejects_target, rejects_file.path())
-        .await?;
-    outputs.insert("rejects", out.child_url(&rejects_target));
+    outputs.insert("rejects", ingest_dir.clone());
+    delete_prefix(out, &format!("{run_prefix}/_work")).await;
     let vocabulary_target = format!("{run_prefix}/pipeline-model/vocabulary.json");
     out.put(&vocabulary_target, vocabulary.to_json()?.into())
         .await?;

@@ -16,9 +16,18 @@ use datafusion::logical_expr::{
 use datafusion::prelude::SessionContext;
 use rtb_features::device_type;
 
+/// Every function jobs may call, for registries that are not a `SessionContext`.
+pub fn all() -> Vec<Arc<ScalarUDF>> {
+    vec![
+        Arc::new(ScalarUDF::from(DeviceTypeUdf::new())),
+        Arc::new(ScalarUDF::from(SplitOfUdf::new())),
+    ]
+}
+
 pub fn register(ctx: &SessionContext) {
-    ctx.register_udf(ScalarUDF::from(DeviceTypeUdf::new()));
-    ctx.register_udf(ScalarUDF::from(SplitOfUdf::new()));
+    for function in all() {
+        ctx.register_udf(function.as_ref().clone());
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Hash)]

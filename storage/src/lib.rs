@@ -161,38 +161,26 @@ impl Location {
 
     /// Streams a local file to `name` in parts, so large logs never sit whole in memory.
     pub async fn upload_file(&self, name: &str, file: &Path) -> Result<()> {
-        let read_err = |source| StorageError::LocalRead {
-            path: file.to_owned(),
-            source,
-        };
-        let mut reader = tokio::fs::File::open(file).await.map_err(read_err)?;
-        let upload = self
-            .store
-            .put_multipart(&self.path(name))
+        upload_file_to(&self.store, &self.path(name), file)
             .await
-            .map_err(|e| self.error(name, e))?;
-        let mut writer = WriteMultipart::new(upload);
-        let mut buf = vec![0u8; 8 << 20];
-        loop {
-            let n = reader.read(&mut buf).await.map_err(read_err)?;
-            if n == 0 {
-                break;
-            }
-            writer
-                .wait_for_capacity(4)
-                .await
-                .map_err(|e| self.error(name, e))?;
-            writer.write(&buf[..n]);
-        }
-        writer
-            .finish()
-            .await
-            .map(|_| ())
-            .map_err(|e| self.error(name, e))
+            .map_err(|e| match e {
+                StorageError::Store { source, .. } => self.error(name, source),
+                other => other,
+            })
     }
 
     /// Names (relative to this location) of all objects under `dir`.
     pub async fn list(&self, dir: &str) -> Result<Vec<String>> {
+        Ok(self
+            .list_sized(dir)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// Like [`Location::list`], with each object's size in bytes.
+    pub async fn list_sized(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         use futures::TryStreamExt;
         let prefix = self.path(dir);
         let objects: Vec<_> = self
@@ -202,19 +190,50 @@ impl Location {
             .await
             .map_err(|e| self.error(dir, e))?;
         let base = self.prefix.as_ref();
-        let mut names: Vec<String> = objects
+        let mut names: Vec<(String, u64)> = objects
             .into_iter()
             .map(|o| {
                 let full = o.location.as_ref();
-                full.strip_prefix(base)
+                let name = full
+                    .strip_prefix(base)
                     .unwrap_or(full)
                     .trim_start_matches('/')
-                    .to_owned()
+                    .to_owned();
+                (name, o.size)
             })
             .collect();
         names.sort();
         Ok(names)
     }
+}
+
+/// Streams a local file to `path` of `store` in parts (see [`Location::upload_file`]).
+pub async fn upload_file_to(
+    store: &Arc<dyn ObjectStore>,
+    path: &ObjectPath,
+    file: &Path,
+) -> Result<()> {
+    let read_err = |source| StorageError::LocalRead {
+        path: file.to_owned(),
+        source,
+    };
+    let store_err = |source| StorageError::Store {
+        location: path.to_string(),
+        source,
+    };
+    let mut reader = tokio::fs::File::open(file).await.map_err(read_err)?;
+    let upload = store.put_multipart(path).await.map_err(store_err)?;
+    let mut writer = WriteMultipart::new(upload);
+    let mut buf = vec![0u8; 8 << 20];
+    loop {
+        let n = reader.read(&mut buf).await.map_err(read_err)?;
+        if n == 0 {
+            break;
+        }
+        writer.wait_for_capacity(4).await.map_err(store_err)?;
+        writer.write(&buf[..n]);
+    }
+    writer.finish().await.map(|_| ()).map_err(store_err)
 }
 
 fn absolute(path: &Path) -> Result<PathBuf> {
@@ -229,7 +248,9 @@ fn absolute(path: &Path) -> Result<PathBuf> {
         })
 }
 
-fn s3_store(bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
+/// An S3 client for one bucket: credentials from the standard AWS environment, the endpoint from
+/// `RTB_S3_ENDPOINT` / `AWS_ENDPOINT_URL(_S3)` (path-style, for S3-compatible servers).
+pub fn s3_store(bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     let endpoint = std::env::var("RTB_S3_ENDPOINT")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL_S3"))

@@ -43,6 +43,7 @@ async fn generated_days_keep_every_count() {
             memory_limit: "256MiB".into(),
             spill_dir: None,
             partitions: Some(2),
+            cluster: None,
             parameter_store: format!("{out}/params.json"),
         };
         let manifest = run(&args).await.expect("job runs").manifest;
@@ -106,6 +107,7 @@ async fn missing_or_empty_input_is_named() {
         memory_limit: "256MiB".into(),
         spill_dir: None,
         partitions: Some(1),
+        cluster: None,
         parameter_store: format!("{out}/params.json"),
     };
     let out = dir.path().join("out").to_string_lossy().into_owned();

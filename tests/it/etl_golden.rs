@@ -25,6 +25,7 @@ pub fn args(out: &str, partitions: usize) -> RunArgs {
         memory_limit: "256MiB".into(),
         spill_dir: None,
         partitions: Some(partitions),
+        cluster: None,
         parameter_store: format!("{out}/parameter-store.json"),
     }
 }
@@ -127,11 +128,17 @@ async fn render(outcome: &RunOutcome) -> String {
     .expect("requests");
     s.push_str(&table(&ctx, "SELECT \"bidId\", \"dayOfWeek\", hour, \"regionId\", \"cityId\", \"domainId\", \"advertiserId\", \"biddingPrice\", \"payingPrice\" FROM requests ORDER BY \"bidId\"").await);
     let _ = writeln!(s, "\n# rejects");
-    let rejects_path = m.outputs["rejects"]
+    let rejects_dir = m.outputs["rejects"]
         .strip_prefix("file://")
         .expect("local run");
-    let mut rejects: Vec<String> = std::fs::read_to_string(rejects_path)
-        .expect("rejects")
+    let mut text = String::new();
+    for entry in std::fs::read_dir(rejects_dir).expect("rejects folder") {
+        let path = entry.expect("entry").path();
+        if path.to_string_lossy().ends_with(".rejects.jsonl") {
+            text.push_str(&std::fs::read_to_string(path).expect("rejects"));
+        }
+    }
+    let mut rejects: Vec<String> = text
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("json line");

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary (link once), one module per topic.
 
+mod cluster;
 mod etl_generated;
 mod etl_golden;
 mod s3_roundtrip;

@@ -3,99 +3,17 @@
 //! locations published to SSM. Runs the real `rtb-etl` binary, so the AWS settings come from the
 //! environment exactly as in production.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use crate::support::{free_port, run_ok, s3_env, s3s_fs, spawn_listening};
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn binary() -> PathBuf {
-    // target/<profile>/deps/it-<hash> -> target/<profile>/rtb-etl
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("rtb-etl");
-    assert!(
-        bin.is_file(),
-        "{} not built; run the tests with `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
-
-fn spawn_listening(program: &str, args: &[&str], port: u16, hint: &str) -> Server {
-    let child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {program} ({e}); {hint}"));
-    let server = Server(child);
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{program} did not start listening on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    server
-}
-
-fn etl(endpoint: &str, args: &[&str]) -> String {
-    let output = Command::new(binary())
-        .args(args)
-        .env("AWS_ACCESS_KEY_ID", "rtb")
-        .env("AWS_SECRET_ACCESS_KEY", "rtb-secret")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ENDPOINT_URL", endpoint)
-        .env_remove("RTB_CONFIG")
-        .output()
-        .expect("rtb-etl runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "rtb-etl {args:?} failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
+fn etl(port: u16, args: &[&str]) -> String {
+    run_ok("rtb-etl", &s3_env(port), args)
 }
 
 #[test]
 fn logs_and_features_round_trip_through_s3() {
     let root = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir_all(root.path().join("aik")).expect("bucket folder");
-    let port = free_port();
-    let _s3 = spawn_listening(
-        "s3s-fs",
-        &[
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--access-key",
-            "rtb",
-            "--secret-key",
-            "rtb-secret",
-            root.path().to_str().expect("utf8"),
-        ],
-        port,
-        "install it with `cargo install s3s-fs@0.14.1 --features binary --locked` (scripts/setup.sh does)",
-    );
+    let (_s3, port) = s3s_fs(root.path());
     let ssm_port = free_port();
     let _ssm = spawn_listening(
         "moto_server",
@@ -104,9 +22,8 @@ fn logs_and_features_round_trip_through_s3() {
         "install it with `pip install 'moto[server]==5.2.1'` (scripts/setup.sh does)",
     );
     let ssm = format!("ssm://?endpoint=http://127.0.0.1:{ssm_port}");
-    let endpoint = format!("http://127.0.0.1:{port}");
     let generated = etl(
-        &endpoint,
+        port,
         &[
             "generate",
             "--out",
@@ -126,7 +43,7 @@ fn logs_and_features_round_trip_through_s3() {
         "{generated}"
     );
     let ran = etl(
-        &endpoint,
+        port,
         &[
             "run",
             "--input",

@@ -1,6 +1,10 @@
 //! Helpers shared by the end-to-end tests.
 
-use std::path::PathBuf;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -37,4 +41,128 @@ pub fn assert_golden(name: &str, actual: &str) {
             diff.join("\n")
         );
     }
+}
+
+/// A process started by a test, killed when the test ends however it ends.
+pub struct Server(pub Child);
+
+impl Server {
+    pub fn kill(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A workspace binary next to the test executable (`scripts/test.sh` builds them first).
+pub fn binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/it-<hash> -> target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} not built; run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_listening(what: &str, port: u16) {
+    let started = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{what} did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn spawn_listening(program: &str, args: &[&str], port: u16, hint: &str) -> Server {
+    let child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {program} ({e}); {hint}"));
+    let server = Server(child);
+    wait_listening(program, port);
+    server
+}
+
+/// The status code of `GET path` on a loopback port, `None` when nothing answers.
+pub fn http_status(port: u16, path: &str) -> Option<u16> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// S3 credentials and endpoint for an s3s-fs server on `port`, as the AWS SDKs read them.
+pub fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", "rtb".into()),
+        ("AWS_SECRET_ACCESS_KEY", "rtb-secret".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+    ]
+}
+
+/// Starts s3s-fs on a free port serving `root` (each folder in it is a bucket).
+pub fn s3s_fs(root: &Path) -> (Server, u16) {
+    let port = free_port();
+    let server = spawn_listening(
+        "s3s-fs",
+        &[
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "rtb",
+            "--secret-key",
+            "rtb-secret",
+            root.to_str().expect("utf8"),
+        ],
+        port,
+        "install it with `cargo install s3s-fs@0.14.1 --features binary --locked` (scripts/setup.sh does)",
+    );
+    (server, port)
+}
+
+/// Runs a workspace binary to completion with `env`; panics with its output on failure.
+pub fn run_ok(name: &str, env: &[(&str, String)], args: &[&str]) -> String {
+    let output = Command::new(binary(name))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("RTB_CONFIG")
+        .output()
+        .unwrap_or_else(|e| panic!("{name} runs: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{name} {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }

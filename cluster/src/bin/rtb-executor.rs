@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    rtb_cluster::exit_code(rtb_cluster::executor::main(std::env::args_os().collect()).await)
+}

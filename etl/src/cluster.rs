@@ -1,0 +1,227 @@
+//! What the client, the scheduler and every executor of a Ballista cluster must agree on:
+//! the session settings, the UDFs, the object stores, and the codecs that carry our raw-log
+//! table and scan over the wire. Scheduler and executors never receive codecs or functions
+//! from the client, so all three build them from here.
+
+use std::any::Any;
+use std::sync::Arc;
+
+use ballista_core::extension::SessionConfigExt;
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableProvider;
+use datafusion::common::TableReference;
+use datafusion::datasource::file_format::FileFormatFactory;
+use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::execution::{FunctionRegistry, TaskContext};
+use datafusion::logical_expr::{Extension, LogicalPlan};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
+
+use crate::ingest::{RawLogScanExec, RawLogSpec, RawLogTable, ScanSpec};
+use crate::stores::StoreRegistry;
+use crate::udf;
+
+/// Marks our payloads so Ballista's own protobuf decoding never sees them.
+const RAW_TABLE: &[u8] = b"rtb.rawlog.table.v1:";
+const RAW_SCAN: &[u8] = b"rtb.rawlog.scan.v1:";
+
+fn decode_error(what: &str, e: serde_json::Error) -> DataFusionError {
+    DataFusionError::Internal(format!(
+        "cannot decode a {what} sent by another rtb process: {e}; are client, scheduler and executors the same version?"
+    ))
+}
+
+fn encode_error(what: &str, e: serde_json::Error) -> DataFusionError {
+    DataFusionError::Internal(format!("cannot encode a {what}: {e}"))
+}
+
+/// Ballista's logical codec plus our raw-log table.
+#[derive(Debug, Default)]
+pub struct RtbLogicalCodec {
+    inner: BallistaLogicalExtensionCodec,
+}
+
+impl LogicalExtensionCodec for RtbLogicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[LogicalPlan],
+        ctx: &TaskContext,
+    ) -> DfResult<Extension> {
+        self.inner.try_decode(buf, inputs, ctx)
+    }
+
+    fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> DfResult<()> {
+        self.inner.try_encode(node, buf)
+    }
+
+    fn try_decode_table_provider(
+        &self,
+        buf: &[u8],
+        table_ref: &TableReference,
+        schema: SchemaRef,
+        ctx: &TaskContext,
+    ) -> DfResult<Arc<dyn TableProvider>> {
+        match buf.strip_prefix(RAW_TABLE) {
+            Some(body) => {
+                let spec: RawLogSpec =
+                    serde_json::from_slice(body).map_err(|e| decode_error("raw log table", e))?;
+                Ok(Arc::new(RawLogTable::new(spec, None)))
+            }
+            None => self
+                .inner
+                .try_decode_table_provider(buf, table_ref, schema, ctx),
+        }
+    }
+
+    fn try_encode_table_provider(
+        &self,
+        table_ref: &TableReference,
+        node: Arc<dyn TableProvider>,
+        buf: &mut Vec<u8>,
+    ) -> DfResult<()> {
+        let any: &dyn Any = node.as_ref();
+        if let Some(table) = any.downcast_ref::<RawLogTable>() {
+            buf.extend_from_slice(RAW_TABLE);
+            return serde_json::to_writer(&mut *buf, table.spec())
+                .map_err(|e| encode_error("raw log table", e));
+        }
+        self.inner.try_encode_table_provider(table_ref, node, buf)
+    }
+
+    fn try_decode_file_format(
+        &self,
+        buf: &[u8],
+        ctx: &TaskContext,
+    ) -> DfResult<Arc<dyn FileFormatFactory>> {
+        self.inner.try_decode_file_format(buf, ctx)
+    }
+
+    fn try_encode_file_format(
+        &self,
+        buf: &mut Vec<u8>,
+        node: Arc<dyn FileFormatFactory>,
+    ) -> DfResult<()> {
+        self.inner.try_encode_file_format(buf, node)
+    }
+}
+
+/// Ballista's physical codec plus our raw-log scan, which carries each file's compression
+/// (DataFusion's CSV scan does not: its compression type is not on the wire).
+#[derive(Debug, Default)]
+pub struct RtbPhysicalCodec {
+    inner: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for RtbPhysicalCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        match buf.strip_prefix(RAW_SCAN) {
+            Some(body) => {
+                let spec: ScanSpec =
+                    serde_json::from_slice(body).map_err(|e| decode_error("raw log scan", e))?;
+                Ok(Arc::new(RawLogScanExec::try_new(spec, None)?))
+            }
+            None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        proto_converter: &dyn PhysicalProtoConverterExtension,
+    ) -> DfResult<()> {
+        let any: &dyn Any = node.as_ref();
+        if let Some(scan) = any.downcast_ref::<RawLogScanExec>() {
+            buf.extend_from_slice(RAW_SCAN);
+            return serde_json::to_writer(&mut *buf, scan.spec())
+                .map_err(|e| encode_error("raw log scan", e));
+        }
+        self.inner.try_encode(node, buf, proto_converter)
+    }
+}
+
+/// Session settings shared by client, scheduler and executors (a Ballista `ConfigProducer`).
+pub fn session_config() -> SessionConfig {
+    let mut config = SessionConfig::new_with_ballista()
+        .with_information_schema(true)
+        .with_ballista_logical_extension_codec(Arc::new(RtbLogicalCodec::default()))
+        .with_ballista_physical_extension_codec(Arc::new(RtbPhysicalCodec::default()));
+    // iPinYou columns are CamelCase; keep identifiers as written so jobs read like the original
+    config.options_mut().sql_parser.enable_ident_normalization = false;
+    config
+}
+
+/// A runtime serving `file://` and `s3://`, spilling under `spill_dir` when given.
+pub fn runtime(spill_dir: Option<&str>) -> DfResult<Arc<RuntimeEnv>> {
+    let mut builder =
+        RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(StoreRegistry::default()));
+    if let Some(dir) = spill_dir {
+        builder = builder.with_temp_file_path(dir);
+    }
+    builder.build_arc()
+}
+
+/// Ballista's default session state plus our UDFs, on `runtime`: what the scheduler plans with
+/// and what executors resolve functions from.
+pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> DfResult<SessionState> {
+    let base = ballista_core::utils::default_session_builder(config)?;
+    let mut state = SessionStateBuilder::new_from_existing(base)
+        .with_runtime_env(runtime)
+        .build();
+    for function in udf::all() {
+        state.register_udf(function)?;
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::InputFile;
+    use rtb_features::layout::LogKind;
+
+    #[test]
+    fn scan_round_trips_through_the_codec() {
+        let spec = ScanSpec {
+            table: RawLogSpec {
+                kind: LogKind::Bid,
+                files: vec![InputFile {
+                    url: "s3://logs/bid.20130311.txt.bz2".into(),
+                    kind: LogKind::Bid,
+                    size: 42,
+                }],
+                report_dir: "s3://out/runs/x/ingest/".into(),
+            },
+            columns: vec![0, 3, 6],
+            limit: None,
+        };
+        let scan: Arc<dyn ExecutionPlan> =
+            Arc::new(RawLogScanExec::try_new(spec.clone(), None).expect("scan"));
+        let codec = RtbPhysicalCodec::default();
+        let converter = datafusion_proto::physical_plan::DefaultPhysicalProtoConverter {};
+        let mut buf = Vec::new();
+        codec
+            .try_encode(Arc::clone(&scan), &mut buf, &converter)
+            .expect("encodes");
+        let ctx = TaskContext::default();
+        let decoded = codec
+            .try_decode(&buf, &[], &ctx, &converter)
+            .expect("decodes");
+        let any: &dyn Any = decoded.as_ref();
+        let decoded = any.downcast_ref::<RawLogScanExec>().expect("our scan");
+        assert_eq!(decoded.spec(), &spec);
+        assert_eq!(decoded.schema().fields().len(), 3);
+    }
+}

@@ -1,0 +1,452 @@
+//! The feature job on a real Ballista cluster (one `rtb-scheduler`, two `rtb-executor`
+//! processes) reading bzip2 logs from and writing features to a real S3-compatible server
+//! (s3s-fs), against the same job embedded; and a cluster that loses an executor mid-job.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use serde_json::Value;
+
+use crate::support::{Server, binary, free_port, http_status, run_ok, s3_env, s3s_fs};
+
+struct Cluster {
+    scheduler_port: u16,
+    executors: Vec<(Server, u16)>,
+    _scheduler: Server,
+    env: Vec<(&'static str, String)>,
+    work: PathBuf,
+}
+
+impl Cluster {
+    /// Short timeouts so a killed executor is noticed in seconds, not minutes.
+    fn start(env: &[(&'static str, String)], work: &Path, executors: usize) -> Cluster {
+        let scheduler_port = free_port();
+        let scheduler = spawn(
+            "rtb-scheduler",
+            env,
+            &[
+                "--port",
+                &scheduler_port.to_string(),
+                "--min-ready-executors",
+                &executors.to_string(),
+                "--executor-timeout-seconds",
+                "6",
+                "--expire-dead-executor-interval-seconds",
+                "1",
+            ],
+            &work.join("scheduler.log"),
+        );
+        let mut cluster = Cluster {
+            scheduler_port,
+            executors: Vec::new(),
+            _scheduler: scheduler,
+            env: env.to_vec(),
+            work: work.to_owned(),
+        };
+        for _ in 0..executors {
+            cluster.add_executor();
+        }
+        cluster.wait_ready();
+        cluster
+    }
+
+    fn add_executor(&mut self) {
+        let n = self.executors.len();
+        let (port, grpc, health) = (free_port(), free_port(), free_port());
+        let executor = spawn(
+            "rtb-executor",
+            &self.env,
+            &[
+                "--port",
+                &port.to_string(),
+                "--grpc-port",
+                &grpc.to_string(),
+                "--health-port",
+                &health.to_string(),
+                "--scheduler-port",
+                &self.scheduler_port.to_string(),
+                "--scheduler-host",
+                "127.0.0.1",
+                "--external-host",
+                "127.0.0.1",
+                "--slots",
+                "2",
+                "--heartbeat-seconds",
+                "1",
+                "--memory-limit",
+                "512MiB",
+                "--work-dir",
+                self.work
+                    .join(format!("executor-{n}"))
+                    .to_str()
+                    .expect("utf8"),
+            ],
+            &self.work.join(format!("executor-{n}.log")),
+        );
+        self.executors.push((executor, health));
+    }
+
+    fn wait_ready(&self) {
+        let started = Instant::now();
+        loop {
+            let scheduler = http_status(self.scheduler_port, "/readyz");
+            let executors: Vec<Option<u16>> = self
+                .executors
+                .iter()
+                .map(|(_, health)| http_status(*health, "/readyz"))
+                .collect();
+            if scheduler == Some(200) && executors.iter().all(|s| *s == Some(200)) {
+                return;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(240),
+                "cluster not ready after 240 s: scheduler {scheduler:?}, executors {executors:?}\n{}",
+                log_tails(&self.work)
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("df://127.0.0.1:{}", self.scheduler_port)
+    }
+}
+
+/// The last lines of every process log in `work`, for a failure message.
+fn log_tails(work: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(work).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "log") {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            let lines: Vec<&str> = text.lines().collect();
+            out.push_str(&format!("--- {}\n", path.display()));
+            for line in &lines[lines.len().saturating_sub(15)..] {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+fn spawn(name: &str, env: &[(&'static str, String)], args: &[&str], log: &Path) -> Server {
+    let log = std::fs::File::create(log).expect("log file");
+    let child = Command::new(binary(name))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    Server(child)
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
+    )
+    .expect("json")
+}
+
+/// The committed manifest of the latest run under `s3://aik/<out>`.
+fn manifest(bucket_root: &Path, out: &str) -> Value {
+    let latest = read_json(&bucket_root.join(out).join("latest.json"));
+    let url = latest["manifest"].as_str().expect("manifest url");
+    read_json(&bucket_root.join(url.trim_start_matches("s3://aik/")))
+}
+
+/// Every row of a Parquet folder as text, sorted: engines may order and type rows differently.
+fn sorted_rows(folder: &Path) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let ctx = SessionContext::new();
+        let batches = ctx
+            .read_parquet(
+                folder.to_str().expect("utf8"),
+                ParquetReadOptions::default(),
+            )
+            .await
+            .expect("parquet folder")
+            .collect()
+            .await
+            .expect("reads");
+        let mut rows = Vec::new();
+        for batch in batches {
+            let options = FormatOptions::default().with_null("NULL");
+            let columns: Vec<ArrayFormatter> = batch
+                .columns()
+                .iter()
+                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+                .collect();
+            for i in 0..batch.num_rows() {
+                let fields: Vec<String> = columns.iter().map(|c| c.value(i).to_string()).collect();
+                rows.push(fields.join("|"));
+            }
+        }
+        rows.sort();
+        rows
+    })
+}
+
+fn local(bucket_root: &Path, url: &str) -> PathBuf {
+    bucket_root.join(url.trim_start_matches("s3://aik/"))
+}
+
+/// Input reports without the reading process, which differs by design.
+fn reports_without_reader(manifest: &Value) -> Vec<Value> {
+    manifest["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r.as_object_mut().map(|o| o.remove("reader_pid"));
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn cluster_run_equals_embedded_run_from_s3_to_s3() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let bucket = root.path().join("aik");
+    std::fs::create_dir_all(&bucket).expect("bucket folder");
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).expect("work folder");
+    let (_s3, s3_port) = s3s_fs(root.path());
+    let env = s3_env(s3_port);
+    // two days: two bid and two impression files, so both executors get scan tasks
+    run_ok(
+        "rtb-etl",
+        &env,
+        &[
+            "generate",
+            "--out",
+            "s3://aik/raw",
+            "--days",
+            "2",
+            "--bids-per-day",
+            "15000",
+            "--compression",
+            "bzip2",
+            "--malformed-fraction",
+            "0.01",
+        ],
+    );
+    let cluster = Cluster::start(&env, &work, 2);
+    let params = |name: &str| work.join(name).to_string_lossy().into_owned();
+    run_ok(
+        "rtb-etl",
+        &env,
+        &[
+            "run",
+            "--input",
+            "s3://aik/raw",
+            "--out",
+            "s3://aik/embedded",
+            "--parameter-store",
+            &params("embedded-params.json"),
+        ],
+    );
+    let ran = run_ok(
+        "rtb-etl",
+        &env,
+        &[
+            "run",
+            "--input",
+            "s3://aik/raw",
+            "--out",
+            "s3://aik/cluster",
+            "--cluster",
+            &cluster.url(),
+            "--parameter-store",
+            &params("cluster-params.json"),
+        ],
+    );
+    let embedded = manifest(&bucket, "embedded");
+    let distributed = manifest(&bucket, "cluster");
+    assert_eq!(embedded["rows"], distributed["rows"], "{ran}");
+    assert_eq!(embedded["splits"], distributed["splits"]);
+    assert_eq!(embedded["vocabulary"], distributed["vocabulary"]);
+    assert_eq!(
+        reports_without_reader(&embedded),
+        reports_without_reader(&distributed)
+    );
+    // the .bz2 files were decompressed on the executors, not by the client
+    let executor_pids: Vec<u64> = cluster
+        .executors
+        .iter()
+        .map(|(s, _)| u64::from(s.0.id()))
+        .collect();
+    for report in distributed["inputs"].as_array().expect("inputs") {
+        assert_eq!(report["compression"], "bzip2", "{report}");
+        assert!(report["accepted"].as_u64() > Some(0), "{report}");
+        let pid = report["reader_pid"].as_u64().expect("pid");
+        assert!(
+            executor_pids.contains(&pid),
+            "{report} not read by an executor {executor_pids:?}"
+        );
+    }
+    let summary = read_json(&bucket.join("raw/generator-summary.json"));
+    let valid_bids: u64 = summary["days"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|d| d["valid_bids"].as_u64()).sum())
+        .unwrap_or_else(|| summary["valid_bids"].as_u64().unwrap_or(0));
+    assert_eq!(
+        distributed["rows"]["transformed"].as_u64(),
+        Some(valid_bids)
+    );
+    for output in ["train", "valid", "test", "transformed"] {
+        let e = sorted_rows(&local(
+            &bucket,
+            embedded["outputs"][output].as_str().expect("url"),
+        ));
+        let c = sorted_rows(&local(
+            &bucket,
+            distributed["outputs"][output].as_str().expect("url"),
+        ));
+        assert!(!e.is_empty(), "{output} is empty");
+        assert_eq!(e.len(), c.len(), "{output} row counts");
+        assert!(
+            e == c,
+            "{output} rows differ between embedded and cluster runs"
+        );
+    }
+    assert_eq!(
+        std::fs::read(local(
+            &bucket,
+            embedded["outputs"]["vocabulary"].as_str().expect("url")
+        ))
+        .expect("vocabulary"),
+        std::fs::read(local(
+            &bucket,
+            distributed["outputs"]["vocabulary"].as_str().expect("url")
+        ))
+        .expect("vocabulary")
+    );
+}
+
+#[test]
+fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let bucket = root.path().join("aik");
+    std::fs::create_dir_all(&bucket).expect("bucket folder");
+    let work = root.path().join("work");
+    std::fs::create_dir_all(&work).expect("work folder");
+    let (_s3, s3_port) = s3s_fs(root.path());
+    let env = s3_env(s3_port);
+    run_ok(
+        "rtb-etl",
+        &env,
+        &[
+            "generate",
+            "--out",
+            "s3://aik/raw",
+            "--days",
+            "2",
+            "--bids-per-day",
+            "100000",
+        ],
+    );
+    let summary = read_json(&bucket.join("raw/generator-summary.json"));
+    let mut cluster = Cluster::start(&env, &work, 2);
+    let params = work.join("params.json").to_string_lossy().into_owned();
+    let run_args = [
+        "run",
+        "--input",
+        "s3://aik/raw",
+        "--out",
+        "s3://aik/out",
+        "--cluster",
+        &cluster.url(),
+        "--parameter-store",
+        &params,
+    ];
+    let client = Command::new(binary("rtb-etl"))
+        .args(run_args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client starts");
+    // kill an executor once the job has written its first object
+    let started = Instant::now();
+    while !bucket.join("out/runs").is_dir() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "job never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.executors[1].0.kill();
+    let output = client.wait_with_output().expect("client ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let valid_bids: u64 = summary["days"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|d| d["valid_bids"].as_u64()).sum())
+        .unwrap_or(0);
+    eprintln!(
+        "run with an executor killed mid-job: {}",
+        if output.status.success() {
+            "completed"
+        } else {
+            "failed cleanly"
+        }
+    );
+    if output.status.success() {
+        // the scheduler re-ran the lost work elsewhere
+        let m = manifest(&bucket, "out");
+        assert_eq!(m["rows"]["transformed"].as_u64(), Some(valid_bids));
+    } else {
+        assert!(stderr.contains("nothing was committed"), "{stderr}");
+        assert!(
+            !bucket.join("out/latest.json").exists(),
+            "a failed run published latest.json"
+        );
+        let manifests = walk(&bucket.join("out/runs"))
+            .into_iter()
+            .filter(|p| p.ends_with("manifest.json"))
+            .count();
+        assert_eq!(manifests, 0, "a failed run left a manifest");
+    }
+    // a fresh executor joins; the re-run commits complete output
+    cluster.add_executor();
+    cluster.executors.remove(1);
+    cluster.wait_ready();
+    let rerun = run_ok("rtb-etl", &env, &run_args);
+    let m = manifest(&bucket, "out");
+    assert_eq!(
+        m["rows"]["transformed"].as_u64(),
+        Some(valid_bids),
+        "{rerun}"
+    );
+    let positives: u64 = ["train", "valid", "test"]
+        .iter()
+        .map(|s| m["splits"][s]["label_1"].as_u64().unwrap_or(0))
+        .sum();
+    let labelled: u64 = summary["days"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|d| d["labelled_wins"].as_u64()).sum())
+        .unwrap_or(0);
+    assert_eq!(positives, labelled);
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}

@@ -40,6 +40,10 @@ pub struct ExecutorArgs {
     pub scheduler_host: String,
     #[arg(long, env = "RTB_SCHEDULER_PORT", default_value_t = 50050)]
     pub scheduler_port: u16,
+    /// Keep retrying to reach the scheduler at start-up (0: one attempt). Executors often start
+    /// before their scheduler listens (ECS, compose, scripts).
+    #[arg(long, env = "RTB_SCHEDULER_CONNECT_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub scheduler_connect_timeout_seconds: u16,
     /// Concurrent tasks (default: the number of cores).
     #[arg(long, env = "RTB_EXECUTOR_SLOTS", default_value_t = 0)]
     pub slots: usize,
@@ -83,6 +87,7 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
         grpc_port: args.grpc_port,
         scheduler_host: args.scheduler_host.clone(),
         scheduler_port: args.scheduler_port,
+        scheduler_connect_timeout_seconds: args.scheduler_connect_timeout_seconds,
         vcores: args.slots,
         work_dir: Some(args.work_dir.clone()),
         executor_heartbeat_interval_seconds: args.heartbeat_seconds,

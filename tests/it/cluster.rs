@@ -39,6 +39,9 @@ impl Cluster {
             ],
             &work.join("scheduler.log"),
         );
+        // executors make one connection attempt by default when the flag is 0; ours retry, but
+        // waiting keeps the test independent of that
+        crate::support::wait_listening("rtb-scheduler", scheduler_port);
         let mut cluster = Cluster {
             scheduler_port,
             executors: Vec::new(),

@@ -42,7 +42,11 @@ pub struct ExecutorArgs {
     pub scheduler_port: u16,
     /// Keep retrying to reach the scheduler at start-up (0: one attempt). Executors often start
     /// before their scheduler listens (ECS, compose, scripts).
-    #[arg(long, env = "RTB_SCHEDULER_CONNECT_TIMEOUT_SECONDS", default_value_t = 60)]
+    #[arg(
+        long,
+        env = "RTB_SCHEDULER_CONNECT_TIMEOUT_SECONDS",
+        default_value_t = 60
+    )]
     pub scheduler_connect_timeout_seconds: u16,
     /// Concurrent tasks (default: the number of cores).
     #[arg(long, env = "RTB_EXECUTOR_SLOTS", default_value_t = 0)]

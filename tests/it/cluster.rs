@@ -214,15 +214,35 @@ fn reports_without_reader(manifest: &Value) -> Vec<Value> {
         .collect()
 }
 
-#[test]
-fn cluster_run_equals_embedded_run_from_s3_to_s3() {
+/// An s3s-fs server whose bucket `aik` is a folder of a fresh temp dir, a work folder for
+/// process logs, and the AWS environment pointing at the server.
+fn s3_sandbox() -> (
+    tempfile::TempDir,
+    Server,
+    PathBuf,
+    PathBuf,
+    Vec<(&'static str, String)>,
+) {
     let root = tempfile::tempdir().expect("tempdir");
     let bucket = root.path().join("aik");
     std::fs::create_dir_all(&bucket).expect("bucket folder");
     let work = root.path().join("work");
     std::fs::create_dir_all(&work).expect("work folder");
-    let (_s3, s3_port) = s3s_fs(root.path());
-    let env = s3_env(s3_port);
+    let (s3, s3_port) = s3s_fs(root.path());
+    (root, s3, bucket, work, s3_env(s3_port))
+}
+
+/// A generator summary's total of `field` over its days.
+fn summed(summary: &Value, field: &str) -> u64 {
+    summary["days"]
+        .as_array()
+        .map(|d| d.iter().filter_map(|d| d[field].as_u64()).sum())
+        .unwrap_or(0)
+}
+
+#[test]
+fn cluster_run_equals_embedded_run_from_s3_to_s3() {
+    let (_root, _s3, bucket, work, env) = s3_sandbox();
     // two days: two bid and two impression files, so both executors get scan tasks
     run_ok(
         "rtb-etl",
@@ -296,10 +316,7 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
         );
     }
     let summary = read_json(&bucket.join("raw/generator-summary.json"));
-    let valid_bids: u64 = summary["days"]
-        .as_array()
-        .map(|d| d.iter().filter_map(|d| d["valid_bids"].as_u64()).sum())
-        .unwrap_or_else(|| summary["valid_bids"].as_u64().unwrap_or(0));
+    let valid_bids = summed(&summary, "valid_bids");
     assert_eq!(
         distributed["rows"]["transformed"].as_u64(),
         Some(valid_bids)
@@ -336,13 +353,7 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
 
 #[test]
 fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
-    let root = tempfile::tempdir().expect("tempdir");
-    let bucket = root.path().join("aik");
-    std::fs::create_dir_all(&bucket).expect("bucket folder");
-    let work = root.path().join("work");
-    std::fs::create_dir_all(&work).expect("work folder");
-    let (_s3, s3_port) = s3s_fs(root.path());
-    let env = s3_env(s3_port);
+    let (_root, _s3, bucket, work, env) = s3_sandbox();
     run_ok(
         "rtb-etl",
         &env,
@@ -389,10 +400,7 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
     cluster.executors[1].0.kill();
     let output = client.wait_with_output().expect("client ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    let valid_bids: u64 = summary["days"]
-        .as_array()
-        .map(|d| d.iter().filter_map(|d| d["valid_bids"].as_u64()).sum())
-        .unwrap_or(0);
+    let valid_bids = summed(&summary, "valid_bids");
     eprintln!(
         "run with an executor killed mid-job: {}",
         if output.status.success() {
@@ -432,10 +440,7 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
         .iter()
         .map(|s| m["splits"][s]["label_1"].as_u64().unwrap_or(0))
         .sum();
-    let labelled: u64 = summary["days"]
-        .as_array()
-        .map(|d| d.iter().filter_map(|d| d["labelled_wins"].as_u64()).sum())
-        .unwrap_or(0);
+    let labelled = summed(&summary, "labelled_wins");
     assert_eq!(positives, labelled);
 }
 

@@ -5,3 +5,4 @@ mod etl_generated;
 mod etl_golden;
 mod s3_roundtrip;
 mod support;
+mod trainer;

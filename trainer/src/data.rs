@@ -1,0 +1,481 @@
+//! Reading a train / valid / test split: every `.parquet` file of a split folder (local or S3),
+//! checked column by column, into a row-major feature matrix and a label vector.
+
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{
+    Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+    UInt32Type, UInt64Type,
+};
+use arrow_array::{Array, ArrayRef};
+use arrow_schema::DataType;
+use bytes::Bytes;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rtb_features::{FEATURE_NAMES, LABEL_NAME};
+use rtb_storage::Location;
+
+use crate::source::local_path;
+use crate::{Result, TrainerError};
+
+/// Number of model inputs per row.
+pub const FEATURES: usize = FEATURE_NAMES.len();
+
+/// One split in memory: `x` holds [`FEATURES`] values per row, in [`FEATURE_NAMES`] order.
+#[derive(Debug, Clone)]
+pub struct Split {
+    pub name: &'static str,
+    pub url: String,
+    pub files: usize,
+    pub x: Vec<f64>,
+    pub y: Vec<f32>,
+}
+
+impl Split {
+    pub fn rows(&self) -> usize {
+        self.y.len()
+    }
+
+    pub fn wins(&self) -> usize {
+        self.y.iter().filter(|y| **y > 0.5).count()
+    }
+
+    /// Fails unless the split holds rows of both labels.
+    pub fn require_both_labels(&self) -> Result<()> {
+        let wins = self.wins();
+        if self.rows() == 0 {
+            return Err(TrainerError::EmptySplit {
+                split: self.name,
+                url: self.url.clone(),
+            });
+        }
+        if wins == 0 || wins == self.rows() {
+            return Err(TrainerError::SingleClass {
+                split: self.name,
+                url: self.url.clone(),
+                label: u8::from(wins > 0),
+                rows: self.rows(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Reads every Parquet file directly under `url` (a folder or `s3://` prefix).
+pub async fn read_split(name: &'static str, url: &str) -> Result<Split> {
+    if let Some(path) = local_path(url)
+        && !path.is_dir()
+    {
+        return Err(TrainerError::SplitNotFound {
+            split: name,
+            url: url.to_owned(),
+        });
+    }
+    let location = Location::parse(url)?;
+    let files: Vec<String> = location
+        .list("")
+        .await?
+        .into_iter()
+        .filter(|f| {
+            !f.contains('/')
+                && f.ends_with(".parquet")
+                && !f.starts_with('.')
+                && !f.starts_with('_')
+        })
+        .collect();
+    if files.is_empty() {
+        return Err(TrainerError::NoParquetFiles {
+            split: name,
+            url: url.to_owned(),
+        });
+    }
+    let mut contents = Vec::with_capacity(files.len());
+    for file in &files {
+        contents.push((location.child_url(file), location.get(file).await?));
+    }
+    let url = url.to_owned();
+    let count = files.len();
+    // decoding and checking is CPU work: keep it off the async workers
+    tokio::task::spawn_blocking(move || {
+        let mut split = Split {
+            name,
+            url,
+            files: count,
+            x: Vec::new(),
+            y: Vec::new(),
+        };
+        for (file, bytes) in contents {
+            decode(name, &file, bytes, &mut split.x, &mut split.y)?;
+        }
+        if split.rows() == 0 {
+            return Err(TrainerError::EmptySplit {
+                split: name,
+                url: split.url,
+            });
+        }
+        Ok(split)
+    })
+    .await
+    .map_err(|e| TrainerError::Task(e.to_string()))?
+}
+
+/// Appends one Parquet file's rows to `x` and `y`.
+pub fn decode(
+    split: &'static str,
+    file: &str,
+    bytes: Bytes,
+    x: &mut Vec<f64>,
+    y: &mut Vec<f32>,
+) -> Result<()> {
+    let parquet_error = |reason: String| TrainerError::Parquet {
+        split,
+        file: file.to_owned(),
+        reason,
+    };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| parquet_error(e.to_string()))?;
+    let schema = Arc::clone(builder.schema());
+    let columns: Vec<&'static str> = std::iter::once(LABEL_NAME)
+        .chain(FEATURE_NAMES.iter().copied())
+        .collect();
+    let mut roots = Vec::with_capacity(columns.len());
+    for &column in &columns {
+        let Some((index, field)) = schema.column_with_name(column) else {
+            return Err(TrainerError::MissingColumn {
+                split,
+                file: file.to_owned(),
+                column,
+                found: schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        };
+        if !is_numeric(field.data_type()) {
+            return Err(TrainerError::WrongType {
+                split,
+                file: file.to_owned(),
+                column,
+                found: field.data_type().to_string(),
+            });
+        }
+        roots.push(index);
+    }
+    let mask = ProjectionMask::roots(builder.parquet_schema(), roots);
+    let reader = builder
+        .with_projection(mask)
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| parquet_error(e.to_string()))?;
+    let mut first_row = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| parquet_error(e.to_string()))?;
+        let rows = batch.num_rows();
+        let mut values: Vec<Vec<f64>> = Vec::with_capacity(columns.len());
+        for &column in &columns {
+            let array = batch
+                .column_by_name(column)
+                .ok_or_else(|| parquet_error(format!("column {column} vanished while reading")))?;
+            values.push(numbers(split, file, column, array, first_row)?);
+        }
+        for (i, label) in values[0].iter().enumerate() {
+            if *label != 0.0 && *label != 1.0 {
+                return Err(TrainerError::BadLabel {
+                    split,
+                    file: file.to_owned(),
+                    row: first_row + i + 1,
+                    value: *label,
+                });
+            }
+            y.push(*label as f32);
+        }
+        x.reserve(rows * FEATURES);
+        for row in 0..rows {
+            x.extend(values[1..].iter().map(|column| column[row]));
+        }
+        first_row += rows;
+    }
+    Ok(())
+}
+
+fn is_numeric(data_type: &DataType) -> bool {
+    matches!(
+        data_type,
+        DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Float32
+            | DataType::Float64
+    )
+}
+
+/// A numeric column as `f64`, refusing nulls and non-finite values (`first_row` numbers rows
+/// in error messages, 1-based within the file).
+fn numbers(
+    split: &'static str,
+    file: &str,
+    column: &'static str,
+    array: &ArrayRef,
+    first_row: usize,
+) -> Result<Vec<f64>> {
+    if array.null_count() > 0 {
+        let row = (0..array.len()).find(|i| array.is_null(*i)).unwrap_or(0);
+        return Err(TrainerError::NullValue {
+            split,
+            file: file.to_owned(),
+            column,
+            row: first_row + row + 1,
+        });
+    }
+    macro_rules! widen {
+        ($t:ty) => {
+            array
+                .as_primitive::<$t>()
+                .values()
+                .iter()
+                .map(|v| *v as f64)
+                .collect()
+        };
+    }
+    let values: Vec<f64> = match array.data_type() {
+        DataType::Int8 => widen!(Int8Type),
+        DataType::Int16 => widen!(Int16Type),
+        DataType::Int32 => widen!(Int32Type),
+        DataType::Int64 => widen!(Int64Type),
+        DataType::UInt8 => widen!(UInt8Type),
+        DataType::UInt16 => widen!(UInt16Type),
+        DataType::UInt32 => widen!(UInt32Type),
+        DataType::UInt64 => widen!(UInt64Type),
+        DataType::Float32 => widen!(Float32Type),
+        DataType::Float64 => widen!(Float64Type),
+        other => {
+            return Err(TrainerError::WrongType {
+                split,
+                file: file.to_owned(),
+                column,
+                found: other.to_string(),
+            });
+        }
+    };
+    if let Some((row, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        return Err(TrainerError::NotFinite {
+            split,
+            file: file.to_owned(),
+            column,
+            row: first_row + row + 1,
+            value: *value,
+        });
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use arrow_array::{Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
+    use arrow_schema::{Field, Schema};
+    use parquet::arrow::ArrowWriter;
+
+    /// A Parquet file with the given columns (all nullable).
+    pub(crate) fn parquet(columns: Vec<(&str, ArrayRef)>) -> Bytes {
+        let fields: Vec<Field> = columns
+            .iter()
+            .map(|(name, a)| Field::new(*name, a.data_type().clone(), true))
+            .collect();
+        let schema = Arc::new(Schema::new(fields));
+        let batch = RecordBatch::try_new(
+            Arc::clone(&schema),
+            columns.into_iter().map(|(_, a)| a).collect(),
+        )
+        .expect("batch");
+        let mut out = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut out, schema, None).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        Bytes::from(out)
+    }
+
+    /// Split columns as the ETL writes them, `rows` rows, label = row parity.
+    pub(crate) fn split_columns(rows: usize) -> Vec<(&'static str, ArrayRef)> {
+        let mut columns: Vec<(&'static str, ArrayRef)> = vec![(
+            LABEL_NAME,
+            Arc::new(Int32Array::from_iter_values(
+                (0..rows).map(|i| (i % 2) as i32),
+            )),
+        )];
+        for (c, name) in FEATURE_NAMES.iter().enumerate() {
+            let values = (0..rows).map(|i| (i * (c + 1)) as i64);
+            columns.push((name, Arc::new(Int64Array::from_iter_values(values))));
+        }
+        columns
+    }
+
+    fn read(columns: Vec<(&'static str, ArrayRef)>) -> Result<(Vec<f64>, Vec<f32>)> {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        decode("train", "f.parquet", parquet(columns), &mut x, &mut y)?;
+        Ok((x, y))
+    }
+
+    fn replace(
+        mut columns: Vec<(&'static str, ArrayRef)>,
+        name: &str,
+        array: ArrayRef,
+    ) -> Vec<(&'static str, ArrayRef)> {
+        for c in &mut columns {
+            if c.0 == name {
+                c.1 = Arc::clone(&array);
+            }
+        }
+        columns
+    }
+
+    #[test]
+    fn reads_rows_in_feature_order_whatever_the_file_order() {
+        let mut columns = split_columns(3);
+        columns.reverse();
+        columns.push(("extra", Arc::new(StringArray::from(vec!["a", "b", "c"]))));
+        let (x, y) = read(columns).expect("reads");
+        assert_eq!(y, vec![0.0, 1.0, 0.0]);
+        assert_eq!(x.len(), 3 * FEATURES);
+        // row 2: feature c holds 2 * (c + 1)
+        let row2: Vec<f64> = (0..FEATURES).map(|c| (2 * (c + 1)) as f64).collect();
+        assert_eq!(&x[2 * FEATURES..], row2.as_slice());
+    }
+
+    #[test]
+    fn bad_columns_are_named() {
+        let missing: Vec<_> = split_columns(2)
+            .into_iter()
+            .filter(|(n, _)| *n != "hour")
+            .collect();
+        let err = read(missing).expect_err("missing column");
+        assert!(matches!(
+            err,
+            TrainerError::MissingColumn { column: "hour", .. }
+        ));
+        assert!(err.to_string().contains("IndexDomain"), "{err}");
+
+        let text = replace(
+            split_columns(2),
+            "dow",
+            Arc::new(StringArray::from(vec!["Mon", "Tue"])),
+        );
+        let err = read(text).expect_err("wrong type");
+        assert!(
+            matches!(err, TrainerError::WrongType { column: "dow", .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("Utf8"), "{err}");
+
+        let nulls = replace(
+            split_columns(3),
+            "IndexCityID",
+            Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])),
+        );
+        let err = read(nulls).expect_err("null");
+        assert!(
+            matches!(
+                err,
+                TrainerError::NullValue {
+                    column: "IndexCityID",
+                    row: 2,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let nan = replace(
+            split_columns(3),
+            "hour",
+            Arc::new(Float64Array::from(vec![1.0, 2.0, f64::NAN])),
+        );
+        let err = read(nan).expect_err("nan");
+        assert!(
+            matches!(
+                err,
+                TrainerError::NotFinite {
+                    column: "hour",
+                    row: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+
+        let label = replace(
+            split_columns(3),
+            LABEL_NAME,
+            Arc::new(Int32Array::from(vec![0, 2, 1])),
+        );
+        let err = read(label).expect_err("label 2");
+        assert!(
+            matches!(err, TrainerError::BadLabel { row: 2, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("must be 0 (no win) or 1 (win)"));
+
+        let err = {
+            let (mut x, mut y) = (Vec::new(), Vec::new());
+            decode(
+                "test",
+                "junk.parquet",
+                Bytes::from_static(b"not parquet"),
+                &mut x,
+                &mut y,
+            )
+            .expect_err("junk")
+        };
+        assert!(matches!(err, TrainerError::Parquet { split: "test", .. }));
+    }
+
+    #[tokio::test]
+    async fn split_folders_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("train");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::write(folder.join("a.parquet"), parquet(split_columns(4))).expect("write");
+        std::fs::write(folder.join("b.parquet"), parquet(split_columns(2))).expect("write");
+        std::fs::write(folder.join("_SUCCESS"), "").expect("write");
+        let url = folder.to_string_lossy().into_owned();
+        let split = read_split("train", &url).await.expect("reads");
+        assert_eq!((split.rows(), split.files, split.wins()), (6, 2, 3));
+        split.require_both_labels().expect("both labels");
+
+        let one_class = Split {
+            y: vec![0.0; 3],
+            ..split.clone()
+        };
+        assert!(matches!(
+            one_class.require_both_labels(),
+            Err(TrainerError::SingleClass { label: 0, .. })
+        ));
+
+        let empty = dir.path().join("valid");
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        let empty_url = empty.to_string_lossy().into_owned();
+        assert!(matches!(
+            read_split("valid", &empty_url).await,
+            Err(TrainerError::NoParquetFiles { .. })
+        ));
+        std::fs::write(empty.join("a.parquet"), parquet(split_columns(0))).expect("write");
+        assert!(matches!(
+            read_split("valid", &empty_url).await,
+            Err(TrainerError::EmptySplit { split: "valid", .. })
+        ));
+        let gone = dir.path().join("nope").to_string_lossy().into_owned();
+        assert!(matches!(
+            read_split("test", &gone).await,
+            Err(TrainerError::SplitNotFound { .. })
+        ));
+        assert!(!dir.path().join("nope").exists(), "reading creates nothing");
+    }
+}

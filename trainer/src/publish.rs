@@ -1,0 +1,215 @@
+//! Publishing a trained model: files under `<out>/models/<model_id>/`, the model file first and
+//! `model-manifest.json` last (its presence commits the model), then `models/latest.json`, then
+//! the parameter store pointers. A failure while writing deletes what was written.
+//!
+//! ```text
+//! models/<model_id>/model.txt                LightGBM text model, cut to the best iteration
+//! models/<model_id>/report/report.html       self-contained report (charts inlined)
+//! models/<model_id>/report/metrics.json      every test metric, the filtering curve
+//! models/<model_id>/report/*.png             the charts
+//! models/<model_id>/model-manifest.json      written last: the commit marker
+//! models/latest.json                         the newest committed model
+//! ```
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use rtb_params::{ParameterStore, names};
+use rtb_storage::Location;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::metrics::{FilterPoint, ThresholdMetrics};
+use crate::{Result, TrainerError};
+
+pub const MODEL_FILE: &str = "model.txt";
+pub const MANIFEST_FILE: &str = "model-manifest.json";
+pub const LATEST: &str = "latest.json";
+pub const MODELS_DIR: &str = "models";
+
+/// What a scorer (or a person) needs to trust and use a model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelManifest {
+    pub model_id: String,
+    /// `lightgbm-text`: load with LightGBM (`Booster::from_file`, `lightgbm.Booster(model_file=)`).
+    pub format: &'static str,
+    pub model: String,
+    pub model_sha256: String,
+    pub objective: &'static str,
+    pub label: &'static str,
+    /// Model inputs in the order the model expects them.
+    pub features: Vec<&'static str>,
+    /// The vocabulary that encoded the categorical features; a scorer must encode requests
+    /// with exactly this version.
+    pub vocabulary_version: String,
+    pub vocabulary: String,
+    pub etl_run_id: String,
+    pub etl_manifest: String,
+    pub splits: BTreeMap<&'static str, SplitInfo>,
+    pub params: Map<String, Value>,
+    pub trees_trained: usize,
+    pub best_iteration: usize,
+    pub early_stopping_metric: String,
+    pub valid_metric_at_best: f64,
+    pub metrics: MetricsSummary,
+    /// Building the LightGBM datasets and boosting, in milliseconds.
+    pub training_time_ms: u64,
+    pub durations_ms: BTreeMap<&'static str, u64>,
+    pub report: String,
+    pub metrics_file: String,
+    pub versions: BTreeMap<&'static str, String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitInfo {
+    pub url: String,
+    pub rows: usize,
+    pub wins: usize,
+}
+
+/// The test metrics a manifest carries; `metrics.json` has the rest.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsSummary {
+    pub split: &'static str,
+    pub rows: u64,
+    pub wins: u64,
+    pub roc_auc: f64,
+    pub pr_auc: f64,
+    pub log_loss: f64,
+    pub thresholds: Vec<ThresholdMetrics>,
+    pub recommended_filter: FilterPoint,
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `<UTC time>-<first 8 hex digits of the model's sha256>`.
+pub fn model_id(model_sha256: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    format!(
+        "{}-{}",
+        at.format("%Y%m%dT%H%M%SZ"),
+        &model_sha256[..8.min(model_sha256.len())]
+    )
+}
+
+/// Where a model's files go.
+pub struct Destination {
+    pub out: Location,
+    pub prefix: String,
+}
+
+impl Destination {
+    pub fn new(out: &str, model_id: &str) -> Result<Self> {
+        Ok(Destination {
+            out: Location::parse(out)?,
+            prefix: format!("{MODELS_DIR}/{model_id}"),
+        })
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        self.out.child_url(&format!("{}/{name}", self.prefix))
+    }
+}
+
+/// The files of one model; `model` is written first and the manifest last.
+pub struct ModelFiles {
+    pub model: Bytes,
+    /// Report files, relative to the model folder (`report/report.html`, ...).
+    pub report: Vec<(String, Bytes)>,
+}
+
+async fn delete_prefix(location: &Location, prefix: &str) {
+    let Ok(names) = location.list(prefix).await else {
+        return;
+    };
+    for name in names {
+        if let Err(err) = location.store().delete(&location.path(&name)).await {
+            warn!(object = %name, error = %err, "cannot delete a partly published model file");
+        }
+    }
+}
+
+async fn write_all(
+    destination: &Destination,
+    files: &ModelFiles,
+    manifest: &ModelManifest,
+) -> Result<()> {
+    let out = &destination.out;
+    let prefix = &destination.prefix;
+    out.put(&format!("{prefix}/{MODEL_FILE}"), files.model.clone())
+        .await?;
+    for (name, bytes) in &files.report {
+        out.put(&format!("{prefix}/{name}"), bytes.clone()).await?;
+    }
+    let manifest_json =
+        serde_json::to_vec_pretty(manifest).map_err(|source| TrainerError::Json {
+            what: "the model manifest",
+            source,
+        })?;
+    out.put(&format!("{prefix}/{MANIFEST_FILE}"), manifest_json.into())
+        .await?;
+    Ok(())
+}
+
+/// Writes the model, its report and manifest, `models/latest.json`, and the parameter store
+/// pointers (`/aik/xgboost/path` to the model file, `/aik/model/manifest` to the manifest).
+pub async fn publish(
+    destination: &Destination,
+    files: &ModelFiles,
+    manifest: &ModelManifest,
+    store: &ParameterStore,
+) -> Result<()> {
+    if let Err(err) = write_all(destination, files, manifest).await {
+        delete_prefix(&destination.out, &destination.prefix).await;
+        return Err(err);
+    }
+    let manifest_url = destination.url(MANIFEST_FILE);
+    info!(model_id = %manifest.model_id, "committed model");
+    let not_announced = |reason: String| TrainerError::NotAnnounced {
+        model_id: manifest.model_id.clone(),
+        manifest: manifest_url.clone(),
+        reason,
+    };
+    let latest = serde_json::json!({ "model_id": manifest.model_id, "manifest": manifest_url });
+    destination
+        .out
+        .put(
+            &format!("{MODELS_DIR}/{LATEST}"),
+            format!("{latest:#}").into(),
+        )
+        .await
+        .map_err(|e| not_announced(format!("models/{LATEST} was not updated ({e})")))?;
+    store
+        .put_many(&[
+            (names::XGBOOST_PATH, manifest.model.as_str()),
+            (names::MODEL_MANIFEST, manifest_url.as_str()),
+        ])
+        .await
+        .map_err(|e| not_announced(format!("the parameter store {store} was not updated ({e})")))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_ids_sort_by_time() {
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-26T16:30:05Z")
+            .expect("time")
+            .with_timezone(&chrono::Utc);
+        let hash = sha256_hex(b"model");
+        assert_eq!(
+            model_id(&hash, at),
+            format!("20261126T163005Z-{}", &hash[..8])
+        );
+    }
+}

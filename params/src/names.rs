@@ -46,3 +46,11 @@ pub const ALL: &[&str] = &[
     MONITORING_CONFIG,
     CURRENT_REGION,
 ];
+
+// Names this project adds; the original kit has no equivalent.
+
+/// Manifest of the committed ETL run the output locations above belong to.
+pub const ETL_MANIFEST: &str = "/aik/etl/manifest";
+/// Manifest of the published bid-filtering model (feature names, vocabulary version, metrics,
+/// and the model file's location). `/aik/xgboost/path` names the model file for compatibility.
+pub const MODEL_MANIFEST: &str = "/aik/model/manifest";

@@ -3,4 +3,7 @@
 mod etl_generated;
 mod etl_golden;
 mod s3_roundtrip;
+mod scorer_parity;
+mod scorer_service;
+mod scorer_support;
 mod support;

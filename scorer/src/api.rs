@@ -156,7 +156,7 @@ async fn score(req: HttpRequest, payload: web::Payload, state: State) -> HttpRes
             likelihood: model.likelihood(&request),
             model_version: model.model_id(),
         })?;
-        Ok((1, body))
+        Ok::<_, DecodeError>((1, body))
     }
     .await;
     finish(&state, Endpoint::Score, started, result)
@@ -194,7 +194,7 @@ async fn score_batch(req: HttpRequest, payload: web::Payload, state: State) -> H
             model_version: model.model_id(),
             results,
         })?;
-        Ok((requests.len(), body))
+        Ok::<_, DecodeError>((requests.len(), body))
     }
     .await;
     finish(&state, Endpoint::Batch, started, result)
@@ -270,7 +270,7 @@ async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) ->
             hour,
             imp,
         })?;
-        Ok((rows.len(), body))
+        Ok::<_, DecodeError>((rows.len(), body))
     }
     .await;
     finish(&state, Endpoint::OpenRtb, started, result)

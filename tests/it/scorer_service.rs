@@ -202,7 +202,7 @@ fn scorer_starts_from_ssm_parameters_and_s3_artifacts() {
         port,
         "POST",
         "/admin/reload",
-        &[("Authorization", &auth)],
+        &[("Authorization", auth.as_str())],
         b"",
     )
     .expect("reload");
@@ -374,7 +374,7 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
         port,
         "POST",
         "/admin/reload",
-        &[("Authorization", &auth)],
+        &[("Authorization", auth.as_str())],
         b"",
     )
     .expect("reload");
@@ -397,7 +397,7 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
         port,
         "POST",
         "/admin/reload",
-        &[("Authorization", &auth)],
+        &[("Authorization", auth.as_str())],
         b"",
     )
     .expect("reload");

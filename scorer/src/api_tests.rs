@@ -271,8 +271,9 @@ async fn admin_reload_needs_the_token() {
     assert_eq!(body["modelVersion"], "m1");
 }
 
-#[test]
-fn inconsistent_artifacts_are_refused() {
+// `test` here is actix-web's module, so its attribute macro: the test is async
+#[actix_web::test]
+async fn inconsistent_artifacts_are_refused() {
     let vocabulary = vocabulary();
     let json = vocabulary.to_json().expect("json");
     let good = manifest("m", MODEL, &vocabulary);

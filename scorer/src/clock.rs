@@ -2,7 +2,7 @@
 //! model was trained in: iPinYou timestamps are the exchange's local time, so a scorer in UTC
 //! must still compute the hour the logs would have recorded.
 
-use chrono::{DateTime, Datelike, FixedOffset, Offset, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Datelike, FixedOffset, Offset, Timelike, Utc};
 use chrono_tz::Tz;
 use thiserror::Error;
 
@@ -65,6 +65,7 @@ impl Clock {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn zones_and_offsets() {

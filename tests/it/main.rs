@@ -4,5 +4,8 @@ mod cluster;
 mod etl_generated;
 mod etl_golden;
 mod s3_roundtrip;
+mod scorer_parity;
+mod scorer_service;
+mod scorer_support;
 mod support;
 mod trainer;

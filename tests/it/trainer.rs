@@ -61,6 +61,7 @@ async fn committed_run(dir: &Path, store: &str) -> rtb_etl::run::Manifest {
         spill_dir: None,
         partitions: Some(2),
         parameter_store: store.to_owned(),
+        cluster: None,
     };
     rtb_etl::run::run(&args).await.expect("etl runs").manifest
 }

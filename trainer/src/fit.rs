@@ -10,7 +10,7 @@ use rtb_features::FEATURE_NAMES;
 
 use crate::data::{FEATURES, Split};
 use crate::metrics::{Ranking, binary_error, log_loss};
-use crate::model_text::{Ensemble, truncate};
+use rtb_model::{Ensemble, truncate};
 use crate::params;
 use crate::{Result, TrainerError, train_binary_named};
 

@@ -8,7 +8,6 @@ pub mod cli;
 pub mod data;
 pub mod fit;
 pub mod metrics;
-pub mod model_text;
 pub mod params;
 pub mod publish;
 pub mod report;
@@ -161,6 +160,8 @@ pub enum TrainerError {
 
     #[error("trained model text cannot be read back: {reason}")]
     ModelText { reason: String },
+    #[error(transparent)]
+    Model(#[from] rtb_model::ModelError),
     #[error(
         "the trained model's own evaluation differs from lightgbm's by {difference} on the \
          validation rows; this is a trainer bug, please report it with the model file"

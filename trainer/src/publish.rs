@@ -19,7 +19,6 @@ use rtb_params::{ParameterStore, names};
 use rtb_storage::Location;
 use serde::Serialize;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::metrics::{FilterPoint, ThresholdMetrics};
@@ -84,12 +83,7 @@ pub struct MetricsSummary {
     pub recommended_filter: FilterPoint,
 }
 
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
+pub use rtb_model::sha256_hex;
 
 /// `<UTC time>-<first 8 hex digits of the model's sha256>`.
 pub fn model_id(model_sha256: &str, at: chrono::DateTime<chrono::Utc>) -> String {

@@ -1,38 +1,60 @@
-//! LightGBM's text model format, read by the trainer itself.
+//! LightGBM's text model format, read and evaluated natively.
 //!
 //! `lightgbm3` trains with early stopping but neither reports the best iteration nor saves a
 //! model cut to it; its only rollback happens when patience runs out. So the trainer reads the
 //! saved model's trees, scores the validation rows after every iteration in one pass (cheap:
 //! each tree is visited once per row), picks the best iteration, and cuts the model text to it.
-//! Every use is checked against LightGBM's own predictions, so a misread model fails loudly.
+//! The scorer evaluates the same trees for every request: an [`Ensemble`] is plain data, `Send`
+//! and `Sync`, so every worker shares one without locks. Every use is checked against
+//! LightGBM's own predictions, so a misread model fails loudly.
 
-use crate::{Result, TrainerError};
+use crate::{ModelError, Result};
 
 /// LightGBM's `kZeroThreshold`: values this close to zero count as zero for missing-value rules.
 const ZERO_THRESHOLD: f64 = 1e-35;
 
+/// `decision_type` bits (LightGBM's `kCategoricalMask`, `kDefaultLeftMask`, missing type << 2).
+const CATEGORICAL: u8 = 1;
+const DEFAULT_LEFT: u8 = 2;
+const MISSING_ZERO: u8 = 1;
+const MISSING_NAN: u8 = 2;
+
 /// The trees of a binary LightGBM model, in training order.
+///
+/// Nodes of all trees live in one array (and leaf values in another), so a prediction walks
+/// contiguous memory instead of chasing one allocation per tree.
 #[derive(Debug, Clone)]
 pub struct Ensemble {
-    trees: Vec<Tree>,
+    nodes: Vec<Node>,
+    leaves: Vec<f64>,
+    trees: Vec<TreeRef>,
     features: usize,
     feature_names: Vec<String>,
     sigmoid: f64,
     average_output: bool,
 }
 
-#[derive(Debug, Clone)]
-struct Tree {
-    split_feature: Vec<usize>,
-    threshold: Vec<f64>,
-    decision_type: Vec<u8>,
-    left_child: Vec<i32>,
-    right_child: Vec<i32>,
-    leaf_value: Vec<f64>,
+/// One split. Children are tree-local: `>= 0` an inner node, `< 0` the leaf `!child`.
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    threshold: f64,
+    feature: u32,
+    missing: u8,
+    default_left: bool,
+    left: i32,
+    right: i32,
 }
 
-fn model_error(reason: impl Into<String>) -> TrainerError {
-    TrainerError::ModelText {
+/// Where one tree's nodes and leaves start; a tree without nodes is a single leaf.
+#[derive(Debug, Clone, Copy)]
+struct TreeRef {
+    node_start: usize,
+    inner: usize,
+    leaf_start: usize,
+}
+
+fn model_error(reason: impl Into<String>) -> ModelError {
+    ModelError::Text {
         reason: reason.into(),
     }
 }
@@ -47,113 +69,83 @@ fn numbers<T: std::str::FromStr>(key: &str, value: &str) -> Result<Vec<T>> {
         .collect()
 }
 
-impl Tree {
-    fn parse(index: usize, lines: &[(&str, &str)], features: usize) -> Result<Tree> {
-        let get = |key: &str| {
-            lines
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| *v)
-                .ok_or_else(|| model_error(format!("tree {index} has no {key}")))
-        };
-        let leaves: usize = get("num_leaves")?
-            .trim()
-            .parse()
-            .map_err(|_| model_error(format!("tree {index}: num_leaves is not a number")))?;
-        if get("num_cat").unwrap_or("0").trim() != "0" {
-            return Err(model_error(format!(
-                "tree {index} has categorical splits, which the trainer never asks for"
-            )));
-        }
-        if get("is_linear").unwrap_or("0").trim() != "0" {
-            return Err(model_error(format!("tree {index} is a linear tree")));
-        }
-        let leaf_value: Vec<f64> = numbers("leaf_value", get("leaf_value")?)?;
-        if leaves == 0 || leaf_value.len() != leaves {
-            return Err(model_error(format!(
-                "tree {index} has {leaves} leaves but {} leaf values",
-                leaf_value.len()
-            )));
-        }
-        if leaves == 1 {
-            return Ok(Tree {
-                split_feature: Vec::new(),
-                threshold: Vec::new(),
-                decision_type: Vec::new(),
-                left_child: Vec::new(),
-                right_child: Vec::new(),
-                leaf_value,
-            });
-        }
-        let tree = Tree {
-            split_feature: numbers("split_feature", get("split_feature")?)?,
-            threshold: numbers("threshold", get("threshold")?)?,
-            decision_type: numbers("decision_type", get("decision_type")?)?,
-            left_child: numbers("left_child", get("left_child")?)?,
-            right_child: numbers("right_child", get("right_child")?)?,
-            leaf_value,
-        };
-        let inner = leaves - 1;
-        let child_ok = |c: i32| {
-            if c >= 0 {
-                (c as usize) < inner
-            } else {
-                ((!c) as usize) < leaves
-            }
-        };
-        let consistent = tree.split_feature.len() == inner
-            && tree.threshold.len() == inner
-            && tree.decision_type.len() == inner
-            && tree.left_child.len() == inner
-            && tree.right_child.len() == inner
-            && tree.split_feature.iter().all(|f| *f < features)
-            && tree.decision_type.iter().all(|d| d & 1 == 0)
-            && tree
-                .left_child
-                .iter()
-                .chain(&tree.right_child)
-                .all(|c| child_ok(*c));
-        if !consistent {
-            return Err(model_error(format!(
-                "tree {index}'s node arrays do not describe a numeric tree of {leaves} leaves"
-            )));
-        }
-        Ok(tree)
-    }
+/// One tree as its text block lists it, before it joins the ensemble's arrays.
+struct ParsedTree {
+    nodes: Vec<Node>,
+    leaf_value: Vec<f64>,
+}
 
-    /// The leaf value `row` lands in, following LightGBM's `NumericalDecision`.
-    fn output(&self, row: &[f64]) -> f64 {
-        if self.split_feature.is_empty() {
-            return self.leaf_value[0];
-        }
-        let mut node = 0usize;
-        // a valid tree reaches a leaf in at most `inner` steps; parse() checked the indices
-        for _ in 0..self.split_feature.len() {
-            let mut value = row[self.split_feature[node]];
-            let decision = self.decision_type[node];
-            let missing = (decision >> 2) & 3;
-            if value.is_nan() && missing != 2 {
-                value = 0.0;
-            }
-            let default_side =
-                (missing == 1 && value.abs() <= ZERO_THRESHOLD) || (missing == 2 && value.is_nan());
-            let go_left = if default_side {
-                decision & 2 != 0
-            } else {
-                value <= self.threshold[node]
-            };
-            let next = if go_left {
-                self.left_child[node]
-            } else {
-                self.right_child[node]
-            };
-            if next < 0 {
-                return self.leaf_value[(!next) as usize];
-            }
-            node = next as usize;
-        }
-        f64::NAN
+fn parse_tree(index: usize, lines: &[(&str, &str)], features: usize) -> Result<ParsedTree> {
+    let get = |key: &str| {
+        lines
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| *v)
+            .ok_or_else(|| model_error(format!("tree {index} has no {key}")))
+    };
+    let leaves: usize = get("num_leaves")?
+        .trim()
+        .parse()
+        .map_err(|_| model_error(format!("tree {index}: num_leaves is not a number")))?;
+    if get("num_cat").unwrap_or("0").trim() != "0" {
+        return Err(model_error(format!(
+            "tree {index} has categorical splits, which the trainer never asks for"
+        )));
     }
+    if get("is_linear").unwrap_or("0").trim() != "0" {
+        return Err(model_error(format!("tree {index} is a linear tree")));
+    }
+    let leaf_value: Vec<f64> = numbers("leaf_value", get("leaf_value")?)?;
+    if leaves == 0 || leaf_value.len() != leaves {
+        return Err(model_error(format!(
+            "tree {index} has {leaves} leaves but {} leaf values",
+            leaf_value.len()
+        )));
+    }
+    if leaves == 1 {
+        return Ok(ParsedTree {
+            nodes: Vec::new(),
+            leaf_value,
+        });
+    }
+    let split_feature: Vec<usize> = numbers("split_feature", get("split_feature")?)?;
+    let threshold: Vec<f64> = numbers("threshold", get("threshold")?)?;
+    let decision_type: Vec<u8> = numbers("decision_type", get("decision_type")?)?;
+    let left_child: Vec<i32> = numbers("left_child", get("left_child")?)?;
+    let right_child: Vec<i32> = numbers("right_child", get("right_child")?)?;
+    let inner = leaves - 1;
+    let child_ok = |c: i32| {
+        if c >= 0 {
+            (c as usize) < inner
+        } else {
+            ((!c) as usize) < leaves
+        }
+    };
+    let consistent = split_feature.len() == inner
+        && threshold.len() == inner
+        && decision_type.len() == inner
+        && left_child.len() == inner
+        && right_child.len() == inner
+        && split_feature.iter().all(|f| *f < features)
+        && decision_type.iter().all(|d| d & CATEGORICAL == 0)
+        && left_child.iter().chain(&right_child).all(|c| child_ok(*c));
+    if !consistent {
+        return Err(model_error(format!(
+            "tree {index}'s node arrays do not describe a numeric tree of {leaves} leaves"
+        )));
+    }
+    let nodes = (0..inner)
+        .map(|i| Node {
+            threshold: threshold[i],
+            // split_feature < features, which came from a usize parsed out of the text
+            feature: u32::try_from(split_feature[i]).unwrap_or(u32::MAX),
+            missing: (decision_type[i] >> 2) & 3,
+            default_left: decision_type[i] & DEFAULT_LEFT != 0,
+            left: left_child[i],
+            right: right_child[i],
+        })
+        .collect();
+    Ok(ParsedTree { nodes, leaf_value })
 }
 
 impl Ensemble {
@@ -213,18 +205,29 @@ impl Ensemble {
                 feature_names.len()
             )));
         }
-        let trees = blocks
-            .iter()
-            .enumerate()
-            .map(|(i, block)| Tree::parse(i, block, features))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Ensemble {
-            trees,
+        let mut ensemble = Ensemble {
+            nodes: Vec::new(),
+            leaves: Vec::new(),
+            trees: Vec::with_capacity(blocks.len()),
             features,
             feature_names,
             sigmoid,
             average_output,
-        })
+        };
+        for (i, block) in blocks.iter().enumerate() {
+            let tree = parse_tree(i, block, features)?;
+            ensemble.trees.push(TreeRef {
+                node_start: ensemble.nodes.len(),
+                inner: tree.nodes.len(),
+                leaf_start: ensemble.leaves.len(),
+            });
+            ensemble.nodes.extend(tree.nodes);
+            ensemble.leaves.extend(tree.leaf_value);
+        }
+        if ensemble.trees.is_empty() {
+            return Err(model_error("the model has no trees"));
+        }
+        Ok(ensemble)
     }
 
     /// Number of trees, which for a binary model is the number of iterations.
@@ -241,6 +244,62 @@ impl Ensemble {
         &self.feature_names
     }
 
+    /// The leaf value `row` lands in, following LightGBM's `NumericalDecision`.
+    fn tree_output(&self, tree: &TreeRef, row: &[f64]) -> f64 {
+        if tree.inner == 0 {
+            return self.leaves[tree.leaf_start];
+        }
+        let nodes = &self.nodes[tree.node_start..tree.node_start + tree.inner];
+        let mut node = 0usize;
+        // a valid tree reaches a leaf in at most `inner` steps; parse() checked the indices
+        for _ in 0..nodes.len() {
+            let split = &nodes[node];
+            // a row shorter than the model reads its absent columns as missing
+            let mut value = row.get(split.feature as usize).copied().unwrap_or(f64::NAN);
+            // LightGBM's dense input drops |v| <= kZeroThreshold as sparse zeros before a tree sees it
+            if value.abs() <= ZERO_THRESHOLD {
+                value = 0.0;
+            }
+            if value.is_nan() && split.missing != MISSING_NAN {
+                value = 0.0;
+            }
+            let default_side = (split.missing == MISSING_ZERO && value.abs() <= ZERO_THRESHOLD)
+                || (split.missing == MISSING_NAN && value.is_nan());
+            let go_left = if default_side {
+                split.default_left
+            } else {
+                value <= split.threshold
+            };
+            let next = if go_left { split.left } else { split.right };
+            if next < 0 {
+                return self.leaves[tree.leaf_start + (!next) as usize];
+            }
+            node = next as usize;
+        }
+        f64::NAN
+    }
+
+    /// The model's raw score (log-odds before the sigmoid) for one row in feature order.
+    /// Trees are summed in training order, as LightGBM does, so results match it bit for bit
+    /// up to the last rounding of `exp`.
+    pub fn raw_score(&self, row: &[f64]) -> f64 {
+        let mut raw = 0.0;
+        for tree in &self.trees {
+            raw += self.tree_output(tree, row);
+        }
+        if self.average_output {
+            raw / self.trees.len() as f64
+        } else {
+            raw
+        }
+    }
+
+    /// The probability of the positive class (for the bid-filtering model: the likelihood to
+    /// bid) for one row in feature order, as `Booster::predict` computes it.
+    pub fn predict(&self, row: &[f64]) -> f64 {
+        1.0 / (1.0 + (-self.sigmoid * self.raw_score(row)).exp())
+    }
+
     /// Calls `visit(iteration, probabilities)` after each iteration (1-based) with the
     /// probabilities the model cut to that iteration gives the rows of `x` (row-major).
     pub fn staged_probabilities(&self, x: &[f64], mut visit: impl FnMut(usize, &[f64])) {
@@ -254,7 +313,7 @@ impl Ensemble {
                 1.0
             };
             for (r, row) in x.chunks_exact(self.features).enumerate() {
-                raw[r] += tree.output(row);
+                raw[r] += self.tree_output(tree, row);
                 probabilities[r] = 1.0 / (1.0 + (-self.sigmoid * raw[r] / divisor).exp());
             }
             visit(i + 1, &probabilities);
@@ -311,7 +370,7 @@ pub fn truncate(text: &str, iterations: usize) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lightgbm3::Booster;
+    use lightgbm3::{Booster, Dataset};
 
     /// Noisy rows whose win odds grow with feature 0 and fall with feature 2.
     fn rows(n: usize, seed: u64) -> (Vec<f64>, Vec<f32>) {
@@ -341,7 +400,8 @@ mod tests {
             "objective": "binary", "num_iterations": iterations, "num_threads": 1,
             "verbosity": -1, "deterministic": true, "learning_rate": 0.3, "num_leaves": 8
         });
-        crate::train_binary((&x, &y), None, 3, &params).expect("trains")
+        let dataset = Dataset::from_slice(&x, &y, 3, true).expect("dataset");
+        Booster::train(dataset, &params).expect("trains")
     }
 
     #[test]
@@ -363,6 +423,11 @@ mod tests {
                 .fold(0.0, f64::max);
             assert!(worst < 1e-12, "iteration {k}: {worst}");
         }
+        let single: Vec<f64> = x.chunks_exact(3).map(|r| ensemble.predict(r)).collect();
+        assert_eq!(
+            single, staged[11],
+            "one row at a time equals the staged pass"
+        );
     }
 
     #[test]
@@ -406,5 +471,16 @@ mod tests {
         ensemble.staged_probabilities(&[0.2, 0.9], |_, p| seen = p.to_vec());
         let sigmoid = |v: f64| 1.0 / (1.0 + (-v).exp());
         assert_eq!(seen, vec![sigmoid(1.0), sigmoid(2.0)]);
+        assert_eq!(ensemble.predict(&[0.2]), sigmoid(1.0));
+        // a short row reads as missing (NaN -> 0 for a split without a missing rule), not a panic
+        assert_eq!(ensemble.predict(&[]), sigmoid(1.0));
+        let no_trees = "tree\nobjective=binary sigmoid:1\nmax_feature_idx=0\nfeature_names=a\n";
+        assert!(Ensemble::parse(no_trees).is_err());
+    }
+
+    #[test]
+    fn an_ensemble_is_shared_by_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<Ensemble>();
     }
 }

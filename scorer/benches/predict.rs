@@ -1,0 +1,193 @@
+//! Prediction cost per row, without HTTP: the native evaluator alone, then a bid request
+//! through the shared encoders (vocabulary lookups, woothee) and the evaluator, then JSON
+//! decoding too. Run with `cargo bench -p rtb-scorer --bench predict` (release profile).
+//!
+//! The model is synthetic but shaped like the trainer's: full depth-5 trees (32 leaves) over
+//! the 7 features, 50 trees (the trainer's `num_round`) and 500 (headroom).
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use rtb_features::{
+    BidRequest, CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer,
+};
+use rtb_model::{Ensemble, ModelManifest, sha256_hex};
+use rtb_scorer::LoadedModel;
+
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// LightGBM text of `trees` full binary trees of depth 5.
+fn synthetic_model(trees: usize) -> String {
+    let mut rng = Lcg(42);
+    let ranges = [7.0, 24.0, 10.0, 20_000.0, 36.0, 370.0, 7.0];
+    let mut text = format!(
+        "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n\
+         max_feature_idx=6\nobjective=binary sigmoid:1\nfeature_names={}\n\n",
+        FEATURE_NAMES.join(" ")
+    );
+    let inner = 31;
+    for t in 0..trees {
+        let (mut features, mut thresholds, mut decisions, mut lefts, mut rights) =
+            (vec![], vec![], vec![], vec![], vec![]);
+        for i in 0..inner {
+            let f = (rng.next() * 7.0) as usize % 7;
+            features.push(f.to_string());
+            thresholds.push(format!("{:.1}", (rng.next() * ranges[f]).floor() + 0.5));
+            // default left, missing type NaN on a third of the nodes
+            decisions.push(if i % 3 == 0 { "10" } else { "2" }.to_owned());
+            let child = |c: usize| -> i64 {
+                if c < inner {
+                    c as i64
+                } else {
+                    -((c - inner) as i64) - 1
+                }
+            };
+            lefts.push(child(2 * i + 1).to_string());
+            rights.push(child(2 * i + 2).to_string());
+        }
+        let leaves: Vec<String> = (0..32)
+            .map(|_| format!("{:.6}", rng.next() * 0.2 - 0.1))
+            .collect();
+        text.push_str(&format!(
+            "Tree={t}\nnum_leaves=32\nnum_cat=0\nsplit_feature={}\nthreshold={}\n\
+             decision_type={}\nleft_child={}\nright_child={}\nleaf_value={}\nshrinkage=0.2\n\n",
+            features.join(" "),
+            thresholds.join(" "),
+            decisions.join(" "),
+            lefts.join(" "),
+            rights.join(" "),
+            leaves.join(" ")
+        ));
+    }
+    text.push_str("end of trees\n");
+    text
+}
+
+fn vocabulary() -> FeatureVocabulary {
+    let labels = |n: usize, prefix: &str| -> Vec<(String, u64)> {
+        (0..n)
+            .map(|i| (format!("{prefix}{i}"), (n - i) as u64))
+            .collect()
+    };
+    let sizes = [
+        (CategoricalColumn::AdvertiserId, 9),
+        (CategoricalColumn::Domain, 20_000),
+        (CategoricalColumn::RegionId, 35),
+        (CategoricalColumn::CityId, 370),
+    ];
+    FeatureVocabulary::new(
+        sizes
+            .iter()
+            .map(|(c, n)| {
+                (
+                    c.input_name().to_owned(),
+                    StringIndexer::fit_from_counts(labels(*n, "v")),
+                )
+            })
+            .collect(),
+    )
+}
+
+fn requests(n: usize) -> Vec<BidRequest> {
+    let agents = [
+        "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/28.0.1500.95 Safari/537.36",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X) AppleWebKit/536.26 (KHTML, like Gecko) Version/6.0 Mobile/10B143 Safari/8536.25",
+        "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.1; Trident/4.0)",
+    ];
+    let mut rng = Lcg(7);
+    (0..n)
+        .map(|i| BidRequest {
+            bid_id: format!("bid{i}"),
+            day_of_week: 1 + (rng.next() * 7.0) as u8 % 7,
+            hour: (rng.next() * 24.0) as u8 % 24,
+            region_id: Some(format!("v{}", (rng.next() * 40.0) as u32)),
+            city_id: Some(format!("v{}", (rng.next() * 400.0) as u32)),
+            domain_id: Some(format!("v{}", (rng.next() * 25_000.0) as u32)),
+            advertiser_id: Some(format!("v{}", (rng.next() * 10.0) as u32)),
+            user_agent: Some(agents[i % agents.len()].to_owned()),
+            bidding_price: Some(300),
+            paying_price: None,
+        })
+        .collect()
+}
+
+/// Nanoseconds per call of `f` over `rows`, best of five rounds (the least disturbed by the
+/// other processes on a shared machine).
+fn time_per_row<T>(rows: &[T], mut f: impl FnMut(&T) -> f64) -> f64 {
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let mut sum = 0.0;
+        for row in rows {
+            sum += f(row);
+        }
+        black_box(sum);
+        best = best.min(started.elapsed().as_nanos() as f64 / rows.len() as f64);
+    }
+    best
+}
+
+fn main() {
+    let vocabulary = vocabulary();
+    let requests = requests(20_000);
+    let bodies: Vec<Vec<u8>> = requests
+        .iter()
+        .map(|r| serde_json::to_vec(r).unwrap_or_default())
+        .collect();
+    println!("rows: {} (best of 5 rounds)", requests.len());
+    for trees in [50, 500] {
+        let text = synthetic_model(trees);
+        let ensemble = match Ensemble::parse(&text) {
+            Ok(e) => e,
+            Err(err) => {
+                eprintln!("synthetic model does not parse: {err}");
+                std::process::exit(1);
+            }
+        };
+        let manifest = ModelManifest {
+            model_id: format!("bench-{trees}"),
+            format: "lightgbm-text".into(),
+            model: "memory://model.txt".into(),
+            model_sha256: sha256_hex(text.as_bytes()),
+            features: FEATURE_NAMES.iter().map(|f| (*f).to_owned()).collect(),
+            vocabulary_version: vocabulary.version.clone(),
+            vocabulary: "memory://vocabulary.json".into(),
+            best_iteration: None,
+            created_at: None,
+            extra: Default::default(),
+        };
+        let vocabulary_json = vocabulary.to_json().unwrap_or_default();
+        let model = match LoadedModel::from_parts(
+            "memory://manifest.json",
+            manifest,
+            text.as_bytes(),
+            vocabulary_json.as_bytes(),
+        ) {
+            Ok(m) => m,
+            Err(err) => {
+                eprintln!("synthetic model refused: {err}");
+                std::process::exit(1);
+            }
+        };
+        let rows: Vec<[f64; 7]> = requests.iter().map(|r| model.features(r)).collect();
+        let predict = time_per_row(&rows, |row| ensemble.predict(row));
+        let encode_predict = time_per_row(&requests, |r| model.likelihood(r));
+        let decode_encode_predict = time_per_row(&bodies, |b| {
+            rtb_scorer::decode::score_request(b).map_or(0.0, |r| model.likelihood(&r))
+        });
+        println!(
+            "trees={trees:>3}  predict: {:>7.0} ns/row  encode+predict: {:>7.0} ns/row  decode+encode+predict: {:>7.0} ns/row",
+            predict, encode_predict, decode_encode_predict
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! The HTTP surface: scoring (one request, a batch, an OpenRTB request), health, readiness,
+//! metrics, model info, the OpenAPI document and the admin reload. Every error is a JSON body
+//! `{"error": kind, "message": ...}` with a 4xx or 5xx status, counted by kind.
+
+use std::time::Instant;
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{AUTHORIZATION, CONTENT_LENGTH, ContentType};
+use actix_web::{HttpRequest, HttpResponse, web};
+use bytes::BytesMut;
+use futures::StreamExt;
+use rtb_features::RequestTime;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::decode::{self, DecodeError};
+use crate::metrics::{Endpoint, ErrorKind};
+use crate::openapi;
+use crate::state::{AppState, ReloadOutcome};
+
+type State = web::Data<AppState>;
+
+/// Routes; the server and the tests build their apps from this.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/v1/score", web::post().to(score))
+        .route("/v1/score/batch", web::post().to(score_batch))
+        .route("/v1/openrtb", web::post().to(score_openrtb))
+        .route("/v1/model", web::get().to(model_info))
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi.json", web::get().to(openapi_document))
+        .route("/admin/reload", web::post().to(admin_reload))
+        .default_service(web::to(not_found));
+}
+
+fn status(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::MalformedJson
+        | ErrorKind::WrongType
+        | ErrorKind::MissingField
+        | ErrorKind::InvalidValue => StatusCode::BAD_REQUEST,
+        ErrorKind::BodyTooLarge | ErrorKind::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorKind::AdminDisabled => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::ModelRejected => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn error_response(err: &DecodeError) -> HttpResponse {
+    HttpResponse::build(status(err.kind)).json(json!({
+        "error": err.kind.label(),
+        "message": err.message,
+    }))
+}
+
+fn not_ready() -> DecodeError {
+    DecodeError::new(
+        ErrorKind::NotReady,
+        "no model is loaded yet; see /readyz and the scorer's log",
+    )
+}
+
+/// The body, refused as soon as it is known to exceed `limit` (by its Content-Length, or
+/// while streaming one without it).
+async fn read_body(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limit: usize,
+) -> Result<BytesMut, DecodeError> {
+    let too_large = |size: String| {
+        DecodeError::new(
+            ErrorKind::BodyTooLarge,
+            format!("the body is {size} bytes; at most {limit} are accepted"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if let Some(length) = declared
+        && length > limit
+    {
+        return Err(too_large(length.to_string()));
+    }
+    let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            DecodeError::new(
+                ErrorKind::MalformedJson,
+                format!("the body cannot be read: {e}"),
+            )
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large(format!("more than {limit}")));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Counts and answers a scoring request: `Ok((rows, json))` or the error.
+fn finish(
+    state: &AppState,
+    endpoint: Endpoint,
+    started: Instant,
+    result: Result<(usize, Vec<u8>), DecodeError>,
+) -> HttpResponse {
+    let elapsed = started.elapsed();
+    match result {
+        Ok((rows, body)) => {
+            state.metrics.scored(endpoint, rows, elapsed);
+            state.statsd.scored(rows, elapsed);
+            HttpResponse::Ok()
+                .content_type(ContentType::json())
+                .body(body)
+        }
+        Err(err) => {
+            state.metrics.failed(Some(endpoint), err.kind, elapsed);
+            state.statsd.failed();
+            error_response(&err)
+        }
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, DecodeError> {
+    serde_json::to_vec(value).map_err(|e| {
+        DecodeError::new(
+            ErrorKind::Internal,
+            format!("cannot write the response: {e}"),
+        )
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Scored<'a> {
+    bid_id: &'a str,
+    likelihood: f64,
+    model_version: &'a str,
+}
+
+async fn score(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    let started = Instant::now();
+    let result = async {
+        let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+        let request = decode::score_request(&body)?;
+        let guard = state.model_guard();
+        let model = (*guard).as_ref().ok_or_else(not_ready)?;
+        let body = to_json(&Scored {
+            bid_id: &request.bid_id,
+            likelihood: model.likelihood(&request),
+            model_version: model.model_id(),
+        })?;
+        Ok::<_, DecodeError>((1, body))
+    }
+    .await;
+    finish(&state, Endpoint::Score, started, result)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchItem<'a> {
+    bid_id: &'a str,
+    likelihood: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchScored<'a> {
+    model_version: &'a str,
+    results: Vec<BatchItem<'a>>,
+}
+
+async fn score_batch(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    let started = Instant::now();
+    let result = async {
+        let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+        let requests = decode::batch_request(&body, state.limits.max_batch)?;
+        let guard = state.model_guard();
+        let model = (*guard).as_ref().ok_or_else(not_ready)?;
+        let results = requests
+            .iter()
+            .map(|r| BatchItem {
+                bid_id: &r.bid_id,
+                likelihood: model.likelihood(r),
+            })
+            .collect();
+        let body = to_json(&BatchScored {
+            model_version: model.model_id(),
+            results,
+        })?;
+        Ok::<_, DecodeError>((requests.len(), body))
+    }
+    .await;
+    finish(&state, Endpoint::Batch, started, result)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ImpScored<'a> {
+    imp_id: &'a str,
+    likelihood: f64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OpenRtbScored<'a> {
+    id: &'a str,
+    model_version: &'a str,
+    day_of_week: u8,
+    hour: u8,
+    imp: Vec<ImpScored<'a>>,
+}
+
+/// `advertiserId` from the query string: the advertiser a DSP is deciding for, when neither
+/// the request's nor the impression's `ext` names one.
+fn query_advertiser(req: &HttpRequest) -> Option<String> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "advertiserId")
+        .map(|(_, v)| v.into_owned())
+}
+
+async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
+    let started = Instant::now();
+    let result = async {
+        let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+        let request = decode::openrtb_request(&body, state.limits.max_batch)?;
+        let at = match request.timestamp() {
+            None => chrono::Utc::now(),
+            Some(RequestTime::EpochMillis(ms)) => chrono::DateTime::from_timestamp_millis(ms)
+                .ok_or_else(|| {
+                    DecodeError::new(
+                        ErrorKind::InvalidValue,
+                        format!("ext.timestamp {ms} is not a time in epoch milliseconds"),
+                    )
+                })?,
+            Some(RequestTime::Text(text)) => chrono::DateTime::parse_from_rfc3339(text)
+                .map_err(|e| {
+                    DecodeError::new(
+                        ErrorKind::InvalidValue,
+                        format!("ext.timestamp {text:?} is not an RFC 3339 time ({e})"),
+                    )
+                })?
+                .with_timezone(&chrono::Utc),
+        };
+        let (day_of_week, hour) = state.clock.day_hour(at);
+        let advertiser = query_advertiser(&req);
+        let rows = request
+            .bid_requests(day_of_week, hour, advertiser.as_deref())
+            .map_err(|e| DecodeError::new(ErrorKind::InvalidValue, e.to_string()))?;
+        let guard = state.model_guard();
+        let model = (*guard).as_ref().ok_or_else(not_ready)?;
+        let imp = rows
+            .iter()
+            .zip(&request.imp)
+            .map(|(row, imp)| ImpScored {
+                imp_id: &imp.id,
+                likelihood: model.likelihood(row),
+            })
+            .collect();
+        let body = to_json(&OpenRtbScored {
+            id: &request.id,
+            model_version: model.model_id(),
+            day_of_week,
+            hour,
+            imp,
+        })?;
+        Ok::<_, DecodeError>((rows.len(), body))
+    }
+    .await;
+    finish(&state, Endpoint::OpenRtb, started, result)
+}
+
+async fn model_info(state: State) -> HttpResponse {
+    let Some(model) = state.model() else {
+        let err = not_ready();
+        state.metrics.failed(None, err.kind, Default::default());
+        return error_response(&err);
+    };
+    let sizes: serde_json::Map<String, serde_json::Value> = model
+        .vocabulary
+        .columns()
+        .map(|(name, indexer)| (name.to_owned(), json!(indexer.labels().len())))
+        .collect();
+    HttpResponse::Ok().json(json!({
+        "modelVersion": model.model_id(),
+        "manifestUrl": model.manifest_url,
+        "loadedAt": model.loaded_at.to_rfc3339(),
+        "trees": model.ensemble.iterations(),
+        "features": model.manifest.features,
+        "vocabularyVersion": model.vocabulary.version,
+        "vocabularySizes": sizes,
+        "manifest": model.manifest,
+    }))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "alive" }))
+}
+
+async fn readyz(state: State) -> HttpResponse {
+    let model = state.model();
+    if state.ready() {
+        return HttpResponse::Ok().json(json!({
+            "ready": true,
+            "modelVersion": model.as_ref().map(|m| m.model_id()),
+        }));
+    }
+    let reason = if state.shutting_down() {
+        "shutting down"
+    } else {
+        "no model loaded"
+    };
+    HttpResponse::ServiceUnavailable().json(json!({ "ready": false, "reason": reason }))
+}
+
+async fn metrics(state: State) -> HttpResponse {
+    let model = state.model();
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render(model.as_deref(), state.ready()))
+}
+
+async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok().json(openapi::document())
+}
+
+/// Compares without an early exit, so response time does not reveal how much of a guess matched.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn admin_reload(req: HttpRequest, state: State) -> HttpResponse {
+    let fail = |err: DecodeError| {
+        state.metrics.failed(None, err.kind, Default::default());
+        error_response(&err)
+    };
+    let Some(expected) = &state.admin_token else {
+        return fail(DecodeError::new(
+            ErrorKind::AdminDisabled,
+            "the admin api is off; start the scorer with --admin-token (RTB_ADMIN_TOKEN) to use it",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|g| same_secret(g.trim().as_bytes(), expected.as_bytes())) {
+        return fail(DecodeError::new(
+            ErrorKind::Unauthorized,
+            "send the admin token as Authorization: Bearer <token>",
+        ));
+    }
+    match state.reload(true).await {
+        ReloadOutcome::Swapped { from, to } => HttpResponse::Ok().json(json!({
+            "outcome": "swapped", "from": from, "modelVersion": to,
+        })),
+        ReloadOutcome::Unchanged { model_id } => HttpResponse::Ok().json(json!({
+            "outcome": "unchanged", "modelVersion": model_id,
+        })),
+        ReloadOutcome::Rejected(err) => {
+            let serving = state.model().map(|m| m.model_id().to_owned());
+            state
+                .metrics
+                .failed(None, ErrorKind::ModelRejected, Default::default());
+            HttpResponse::build(status(ErrorKind::ModelRejected)).json(json!({
+                "error": ErrorKind::ModelRejected.label(),
+                "message": err.to_string(),
+                "modelVersion": serving,
+            }))
+        }
+    }
+}
+
+async fn not_found(req: HttpRequest, state: State) -> HttpResponse {
+    let err = DecodeError::new(
+        ErrorKind::NotFound,
+        format!(
+            "no endpoint {} {}; see /openapi.json",
+            req.method(),
+            req.path()
+        ),
+    );
+    state.metrics.failed(None, err.kind, Default::default());
+    error_response(&err)
+}

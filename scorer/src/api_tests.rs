@@ -1,0 +1,366 @@
+//! The HTTP surface driven in-process: scoring, errors, readiness, metrics, admin reload.
+
+use actix_web::http::StatusCode;
+use actix_web::{App, test, web};
+use rtb_features::{CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer};
+use rtb_model::{ModelManifest, sha256_hex};
+use serde_json::{Value, json};
+
+use crate::artifacts::{ArtifactError, LoadedModel};
+use crate::clock::Clock;
+use crate::metrics::ErrorKind;
+use crate::state::{AppState, Limits};
+use crate::statsd::Statsd;
+
+/// hour <= 11.5 -> -1; else advertiser index <= 0.5 -> 0.5; else 2.
+pub(crate) const MODEL: &str = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\n\
+label_index=0\nmax_feature_idx=6\nobjective=binary sigmoid:1\n\
+feature_names=dow hour IndexAdvertiserID IndexDomain IndexRegionID IndexCityID device_type_id\n\
+\nTree=0\nnum_leaves=3\nnum_cat=0\nsplit_feature=1 2\nthreshold=11.5 0.5\n\
+decision_type=2 2\nleft_child=-1 -2\nright_child=1 -3\nleaf_value=-1 0.5 2\n\
+\nend of trees\n";
+
+fn sigmoid(v: f64) -> f64 {
+    1.0 / (1.0 + (-v).exp())
+}
+
+pub(crate) fn vocabulary() -> FeatureVocabulary {
+    FeatureVocabulary::new(
+        CategoricalColumn::ALL
+            .iter()
+            .map(|c| {
+                let labels: &[&str] = match c {
+                    CategoricalColumn::AdvertiserId => &["1458", "1458", "3358"],
+                    _ => &["1"],
+                };
+                (
+                    c.input_name().to_owned(),
+                    StringIndexer::fit(labels.iter().map(|l| Some(*l))),
+                )
+            })
+            .collect(),
+    )
+}
+
+pub(crate) fn manifest(
+    model_id: &str,
+    model: &str,
+    vocabulary: &FeatureVocabulary,
+) -> ModelManifest {
+    ModelManifest {
+        model_id: model_id.to_owned(),
+        format: "lightgbm-text".to_owned(),
+        model: "memory://model.txt".to_owned(),
+        model_sha256: sha256_hex(model.as_bytes()),
+        features: FEATURE_NAMES.iter().map(|f| (*f).to_owned()).collect(),
+        vocabulary_version: vocabulary.version.clone(),
+        vocabulary: "memory://vocabulary.json".to_owned(),
+        best_iteration: Some(1),
+        created_at: None,
+        extra: Default::default(),
+    }
+}
+
+fn loaded(model_id: &str) -> LoadedModel {
+    let vocabulary = vocabulary();
+    LoadedModel::from_parts(
+        "memory://manifest.json",
+        manifest(model_id, MODEL, &vocabulary),
+        MODEL.as_bytes(),
+        vocabulary.to_json().expect("json").as_bytes(),
+    )
+    .expect("consistent artifacts")
+}
+
+fn state(model: Option<LoadedModel>) -> web::Data<AppState> {
+    web::Data::new(AppState::new(
+        model,
+        None,
+        Clock::parse("+08:00").expect("offset"),
+        Limits {
+            max_batch: 3,
+            max_body_bytes: 2048,
+        },
+        Some("s3cret".to_owned()),
+        Statsd::disabled(),
+    ))
+}
+
+fn request(hour: u8, advertiser: Option<&str>) -> Value {
+    json!({"bidId": "b1", "dayOfWeek": 2, "hour": hour, "regionId": "1", "cityId": null,
+           "domainId": "d", "advertiserId": advertiser, "userAgent": "Mozilla/5.0", "biddingPrice": 300})
+}
+
+macro_rules! app {
+    ($state:expr) => {
+        test::init_service(
+            App::new()
+                .app_data($state.clone())
+                .configure(crate::api::configure),
+        )
+        .await
+    };
+}
+
+#[actix_web::test]
+async fn scores_one_a_batch_and_openrtb() {
+    let state = state(Some(loaded("m1")));
+    let app = app!(state);
+    let req = test::TestRequest::post()
+        .uri("/v1/score")
+        .set_json(request(13, Some("1458")))
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(body["bidId"], "b1");
+    assert_eq!(body["modelVersion"], "m1");
+    assert_eq!(body["likelihood"].as_f64(), Some(sigmoid(0.5)));
+
+    let batch = json!({"requests": [request(13, Some("1458")), request(13, Some("never seen")), request(3, None)]});
+    let req = test::TestRequest::post()
+        .uri("/v1/score/batch")
+        .set_json(batch)
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    let likelihoods: Vec<f64> = body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["likelihood"].as_f64().expect("number"))
+        .collect();
+    // an unseen advertiser takes the unknown index (2), as in training: not an error
+    assert_eq!(likelihoods, vec![sigmoid(0.5), sigmoid(2.0), sigmoid(-1.0)]);
+
+    // 2013-03-11T05:30Z is 13:30 on Monday (dow 2) at +08:00
+    let openrtb = json!({
+        "id": "r1", "at": 1, "imp": [{"id": "1", "ext": {"advertiserId": 1458}}, {"id": "2"}],
+        "site": {"domain": "d"}, "device": {"ua": "Mozilla/5.0", "geo": {"region": 1, "city": "1"}},
+        "ext": {"timestamp": "2013-03-11T05:30:00Z"}, "unknownField": {"nested": [1]}
+    });
+    let req = test::TestRequest::post()
+        .uri("/v1/openrtb?advertiserId=3358")
+        .set_json(openrtb)
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(
+        (body["dayOfWeek"].as_u64(), body["hour"].as_u64()),
+        (Some(2), Some(13))
+    );
+    assert_eq!(body["imp"][0]["impId"], "1");
+    assert_eq!(body["imp"][0]["likelihood"].as_f64(), Some(sigmoid(0.5)));
+    // imp 2 takes the query's advertiser, index 1
+    assert_eq!(body["imp"][1]["likelihood"].as_f64(), Some(sigmoid(2.0)));
+
+    let metrics =
+        test::call_and_read_body(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let metrics = String::from_utf8_lossy(&metrics);
+    assert!(
+        metrics.contains("rtb_scorer_rows_scored_total{endpoint=\"batch\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("rtb_scorer_model_info{model_id=\"m1\""),
+        "{metrics}"
+    );
+}
+
+#[actix_web::test]
+async fn bad_input_is_a_json_4xx_naming_the_problem() {
+    let state = state(Some(loaded("m1")));
+    let app = app!(state);
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str, &str)> = vec![
+        ("/v1/score", b"{\"bidId\":".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", "EOF"),
+        ("/v1/score", br#"{"bidId":"b","dayOfWeek":2}"#.to_vec(), StatusCode::BAD_REQUEST, "missing_field", "hour"),
+        ("/v1/score", serde_json::to_vec(&json!({"bidId": 1, "dayOfWeek": 2, "hour": 1})).expect("json"), StatusCode::BAD_REQUEST, "wrong_type", "invalid type"),
+        ("/v1/score", serde_json::to_vec(&request(24, None)).expect("json"), StatusCode::BAD_REQUEST, "invalid_value", "hour is 24"),
+        ("/v1/score", vec![b' '; 4096], StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 2048"),
+        ("/v1/score/batch", serde_json::to_vec(&json!({"requests": [request(1, None), request(1, None), request(1, None), request(1, None)]})).expect("json"), StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", "at most 3"),
+        ("/v1/openrtb", br#"{"id":"r","imp":[{"id":"1"}],"ext":{"timestamp":"yesterday"}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_value", "RFC 3339"),
+        ("/v1/openrtb", br#"{"id":"r","imp":[{"id":"1"}],"device":{"ua":{}}}"#.to_vec(), StatusCode::BAD_REQUEST, "wrong_type", "invalid type"),
+    ];
+    for (uri, body, status, kind, text) in cases {
+        let req = test::TestRequest::post()
+            .uri(uri)
+            .set_payload(body)
+            .to_request();
+        let resp = test::call_service(&app, req).await;
+        assert_eq!(resp.status(), status, "{uri} {kind}");
+        let body: Value = test::read_body_json(resp).await;
+        assert_eq!(body["error"], kind, "{body}");
+        let message = body["message"].as_str().expect("message");
+        assert!(message.contains(text), "{kind}: {message}");
+    }
+    assert_eq!(state.metrics.errors(ErrorKind::MalformedJson), 1);
+    assert_eq!(state.metrics.errors(ErrorKind::BatchTooLarge), 1);
+    let resp = test::call_service(&app, test::TestRequest::get().uri("/nope").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+}
+
+#[actix_web::test]
+async fn readiness_follows_the_model_and_shutdown() {
+    let state = state(None);
+    let app = app!(state);
+    let get = |uri: &'static str| test::TestRequest::get().uri(uri).to_request();
+    assert_eq!(
+        test::call_service(&app, get("/healthz")).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        test::call_service(&app, get("/readyz")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let req = test::TestRequest::post()
+        .uri("/v1/score")
+        .set_json(request(1, None))
+        .to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        test::call_service(&app, get("/v1/model")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    state.swap(loaded("m2"));
+    assert_eq!(
+        test::call_service(&app, get("/readyz")).await.status(),
+        StatusCode::OK
+    );
+    let info: Value = test::call_and_read_body_json(&app, get("/v1/model")).await;
+    assert_eq!(info["modelVersion"], "m2");
+    assert_eq!(info["features"], json!(FEATURE_NAMES));
+    let doc: Value = test::call_and_read_body_json(&app, get("/openapi.json")).await;
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/v1/openrtb"]["post"].is_object());
+
+    state.begin_shutdown();
+    assert_eq!(
+        test::call_service(&app, get("/readyz")).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    // in-flight and late requests are still answered while the server drains
+    let req = test::TestRequest::post()
+        .uri("/v1/score")
+        .set_json(request(1, None))
+        .to_request();
+    assert_eq!(test::call_service(&app, req).await.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn admin_reload_needs_the_token() {
+    let state = state(Some(loaded("m1")));
+    let app = app!(state);
+    let reload = |token: Option<&str>| {
+        let mut req = test::TestRequest::post().uri("/admin/reload");
+        if let Some(token) = token {
+            req = req.insert_header(("Authorization", format!("Bearer {token}")));
+        }
+        req.to_request()
+    };
+    assert_eq!(
+        test::call_service(&app, reload(None)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        test::call_service(&app, reload(Some("guess")))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // no parameter store in this state: nothing to reload, still authorised
+    let body: Value = test::call_and_read_body_json(&app, reload(Some("s3cret"))).await;
+    assert_eq!(body["outcome"], "unchanged");
+    assert_eq!(body["modelVersion"], "m1");
+}
+
+// `test` here is actix-web's module, so its attribute macro: the test is async
+#[actix_web::test]
+async fn inconsistent_artifacts_are_refused() {
+    let vocabulary = vocabulary();
+    let json = vocabulary.to_json().expect("json");
+    let good = manifest("m", MODEL, &vocabulary);
+    let try_load = |manifest: ModelManifest, model: &str, vocabulary: &str| {
+        LoadedModel::from_parts(
+            "memory://manifest.json",
+            manifest,
+            model.as_bytes(),
+            vocabulary.as_bytes(),
+        )
+    };
+    assert!(try_load(good.clone(), MODEL, &json).is_ok());
+
+    let other = FeatureVocabulary::new(vec![]);
+    let mut stale = good.clone();
+    stale.vocabulary_version = other.version.clone();
+    assert!(matches!(
+        try_load(stale, MODEL, &json),
+        Err(ArtifactError::VocabularyMismatch { .. })
+    ));
+
+    let mut reordered = good.clone();
+    reordered.features.swap(0, 1);
+    assert!(matches!(
+        try_load(reordered, MODEL, &json),
+        Err(ArtifactError::FeatureOrder { .. })
+    ));
+
+    let renamed = MODEL.replace("feature_names=dow hour", "feature_names=hour dow");
+    let mut renamed_manifest = good.clone();
+    renamed_manifest.model_sha256 = sha256_hex(renamed.as_bytes());
+    assert!(matches!(
+        try_load(renamed_manifest, &renamed, &json),
+        Err(ArtifactError::FeatureOrder { .. })
+    ));
+
+    assert!(matches!(
+        try_load(good.clone(), &MODEL.replace("-1 0.5 2", "-1 0.5 3"), &json),
+        Err(ArtifactError::ModelHash { .. })
+    ));
+    let tampered = json.replacen("1458", "9999", 1);
+    assert!(matches!(
+        try_load(good.clone(), MODEL, &tampered),
+        Err(ArtifactError::BadVocabulary { .. })
+    ));
+    let mut other_format = good;
+    other_format.format = "xgboost".into();
+    assert!(matches!(
+        try_load(other_format, MODEL, &json),
+        Err(ArtifactError::BadManifest { .. })
+    ));
+}
+
+#[tokio::test]
+async fn artifacts_load_from_a_parameter_file_and_local_urls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vocabulary = vocabulary();
+    let model_path = dir.path().join("models/m1/model.txt");
+    let vocabulary_path = dir.path().join("vocabulary.json");
+    let manifest_path = dir.path().join("models/m1/model-manifest.json");
+    std::fs::create_dir_all(dir.path().join("models/m1")).expect("mkdir");
+    std::fs::write(&model_path, MODEL).expect("model");
+    std::fs::write(&vocabulary_path, vocabulary.to_json().expect("json")).expect("vocabulary");
+    let mut m = manifest("m1", MODEL, &vocabulary);
+    m.model = format!("file://{}", model_path.display());
+    m.vocabulary = vocabulary_path.display().to_string();
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).expect("json")).expect("manifest");
+    let store =
+        rtb_params::ParameterStore::open(dir.path().join("params.json").to_str().expect("utf8"))
+            .await
+            .expect("store");
+    let err = crate::artifacts::load_current(&store)
+        .await
+        .expect_err("no pointer yet");
+    assert!(err.to_string().contains("/aik/model/manifest"), "{err}");
+    store
+        .put(
+            rtb_params::names::MODEL_MANIFEST,
+            &format!("file://{}", manifest_path.display()),
+        )
+        .await
+        .expect("put");
+    let model = crate::artifacts::load_current(&store).await.expect("loads");
+    assert_eq!(model.model_id(), "m1");
+    std::fs::remove_file(&vocabulary_path).expect("rm");
+    let err = crate::artifacts::load_current(&store)
+        .await
+        .expect_err("vocabulary gone");
+    assert!(err.to_string().contains("vocabulary"), "{err}");
+}

@@ -1,0 +1,40 @@
+//! Command-line surface of `rtb-scorer`; `main.rs` only calls [`main`].
+
+use std::ffi::OsString;
+
+use clap::{Parser, Subcommand};
+
+use crate::server::{self, ServeArgs};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rtb-scorer",
+    version,
+    about = "Bid filtering over HTTP: the likelihood to bid for each request",
+    args_override_self = true
+)]
+pub struct Cli {
+    /// TOML file with one table per command ([serve]); flags and RTB_* variables win.
+    #[arg(long, env = "RTB_CONFIG", global = true)]
+    pub config: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "RTB_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the published model named by the parameter store and serve it.
+    Serve(ServeArgs),
+}
+
+pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
+    let cli = Cli::parse_from(rtb_cli::args_with_config_file(args)?);
+    rtb_cli::init_logging(&cli.log_format)?;
+    match cli.command {
+        Command::Serve(args) => server::serve(&args).await?,
+    }
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! The bid-filtering service: for each bid request, the likelihood that it is worth bidding
+//! on, from the model the trainer published.
+//!
+//! Start-up reads the model pointer from the parameter store (a JSON file, or AWS SSM), loads
+//! the model manifest, the LightGBM text model and the vocabulary from disk or S3, and refuses
+//! to serve unless they agree ([`artifacts`]). Requests are encoded by the shared
+//! `rtb-features` code, exactly as the ETL encoded the training rows, and scored by the native
+//! tree evaluator of `rtb-model`, which every worker shares without locks. New models are
+//! swapped in atomically after the same checks ([`state`]). `rtb-scorer` (`main.rs`) is a
+//! thin shell over [`cli::main`]; tests drive [`api::configure`] and [`artifacts`] directly.
+
+#![recursion_limit = "256"]
+
+pub mod api;
+pub mod artifacts;
+pub mod cli;
+pub mod clock;
+pub mod decode;
+pub mod metrics;
+pub mod openapi;
+pub mod server;
+pub mod state;
+pub mod statsd;
+
+pub use artifacts::{ArtifactError, LoadedModel};
+pub use state::AppState;
+
+#[cfg(test)]
+mod api_tests;

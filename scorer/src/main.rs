@@ -1,0 +1,10 @@
+#[actix_web::main]
+async fn main() -> std::process::ExitCode {
+    match rtb_scorer::cli::main(std::env::args_os().collect()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

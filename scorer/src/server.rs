@@ -1,0 +1,190 @@
+//! Start-up, the HTTP server, polling for new models, and graceful shutdown.
+
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use clap::Args;
+use rtb_params::ParameterStore;
+use thiserror::Error;
+use tracing::{error, info, warn};
+
+use crate::api;
+use crate::artifacts::{self, ArtifactError};
+use crate::clock::{BadTimeZone, Clock};
+use crate::state::{AppState, Limits};
+use crate::statsd::{Statsd, StatsdError};
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Where the model pointer (/aik/model/manifest) is read: a JSON file (path or file://), or
+    /// `ssm://` (AWS SSM Parameter Store; `ssm://?endpoint=URL&region=R` for an emulator).
+    #[arg(
+        long,
+        env = "RTB_PARAMETER_STORE",
+        default_value = "data/parameter-store.json"
+    )]
+    pub parameter_store: String,
+    /// Address to listen on.
+    #[arg(long, env = "RTB_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: String,
+    /// HTTP worker threads (default: the number of cores).
+    #[arg(long, env = "RTB_WORKERS")]
+    pub workers: Option<usize>,
+    /// Most requests per batch call, and most impressions per OpenRTB request.
+    #[arg(long, env = "RTB_MAX_BATCH", default_value_t = 1000)]
+    pub max_batch: usize,
+    /// Largest request body accepted, in bytes.
+    #[arg(long, env = "RTB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Time zone the model's day of week and hour are in, for OpenRTB requests: an IANA name
+    /// (Asia/Shanghai, the iPinYou exchange's), UTC, or a fixed offset (+08:00).
+    #[arg(long, env = "RTB_TIME_ZONE", default_value = "UTC")]
+    pub time_zone: String,
+    /// Seconds between checks of the model pointer; 0 turns polling off.
+    #[arg(long, env = "RTB_RELOAD_INTERVAL", default_value_t = 30)]
+    pub reload_interval: u64,
+    /// Bearer token for POST /admin/reload; without it the admin API is off.
+    #[arg(long, env = "RTB_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// StatsD agent, host:port (the original's dashboard reads filtering_server.*).
+    #[arg(long, env = "RTB_STATSD")]
+    pub statsd: Option<String>,
+    /// Serve (not ready) when no valid model can be loaded at start, and keep polling for
+    /// one, instead of exiting.
+    #[arg(long, env = "RTB_START_UNREADY")]
+    pub start_unready: bool,
+    /// Seconds between readiness going false on SIGTERM and the listener closing, so a load
+    /// balancer stops sending traffic first.
+    #[arg(long, env = "RTB_DRAIN_SECONDS", default_value_t = 0)]
+    pub drain_seconds: u64,
+    /// Seconds in-flight requests get to finish after the listener closes.
+    #[arg(long, env = "RTB_SHUTDOWN_TIMEOUT", default_value_t = 25)]
+    pub shutdown_timeout: u64,
+}
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    TimeZone(#[from] BadTimeZone),
+    #[error("cannot open the parameter store: {0}")]
+    Params(#[from] rtb_params::ParamsError),
+    #[error(
+        "no model to serve: {0}; fix the artifacts, or pass --start-unready to wait for a valid one"
+    )]
+    Model(#[from] ArtifactError),
+    #[error(transparent)]
+    Statsd(#[from] StatsdError),
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("http server failed: {0}")]
+    Server(std::io::Error),
+    #[error("cannot watch for SIGTERM: {0}")]
+    Signal(std::io::Error),
+}
+
+/// Loads the model the parameter store names and serves it until SIGTERM or SIGINT.
+pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
+    let clock = Clock::parse(&args.time_zone)?;
+    let store = ParameterStore::open(&args.parameter_store).await?;
+    let model = match artifacts::load_current(&store).await {
+        Ok(model) => {
+            info!(
+                model_id = model.model_id(),
+                trees = model.ensemble.iterations(),
+                vocabulary = %model.vocabulary.version,
+                manifest = %model.manifest_url,
+                "model loaded"
+            );
+            Some(model)
+        }
+        Err(err) if args.start_unready => {
+            warn!(error = %err, "no valid model yet; serving not ready and polling for one");
+            None
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let statsd = match &args.statsd {
+        Some(address) => Statsd::udp(address)?,
+        None => Statsd::disabled(),
+    };
+    let limits = Limits {
+        max_batch: args.max_batch,
+        max_body_bytes: args.max_body_bytes,
+    };
+    let state = web::Data::new(AppState::new(
+        model,
+        Some(store),
+        clock,
+        limits,
+        args.admin_token.clone().filter(|t| !t.is_empty()),
+        statsd,
+    ));
+    let workers = args
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let app_state = state.clone();
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(app_state.clone())
+            .configure(api::configure)
+    })
+    .workers(workers)
+    .shutdown_timeout(args.shutdown_timeout)
+    // our own handler flips readiness before the server stops
+    .disable_signals()
+    .bind(&args.listen)
+    .map_err(|source| ServeError::Bind {
+        address: args.listen.clone(),
+        source,
+    })?;
+    let addresses: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
+    let server = server.run();
+    info!(listen = ?addresses, workers, "scorer listening");
+    if args.reload_interval > 0 {
+        actix_web::rt::spawn(poll(
+            state.clone(),
+            Duration::from_secs(args.reload_interval),
+        ));
+    }
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(ServeError::Signal)?;
+    let handle = server.handle();
+    let drain = Duration::from_secs(args.drain_seconds);
+    let stopping = state.clone();
+    actix_web::rt::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        stopping.begin_shutdown();
+        info!(
+            drain_seconds = drain.as_secs(),
+            "shutting down: readiness is false, in-flight requests finish"
+        );
+        tokio::time::sleep(drain).await;
+        handle.stop(true).await;
+    });
+    server.await.map_err(ServeError::Server)?;
+    info!("scorer stopped");
+    Ok(())
+}
+
+/// Checks the model pointer every `interval`; a new, valid model is swapped in.
+async fn poll(state: web::Data<AppState>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        if state.shutting_down() {
+            return;
+        }
+        if let crate::state::ReloadOutcome::Rejected(err) = state.reload(false).await {
+            // already logged with its context; keep a short line for log searches
+            error!(error = %err, "model reload failed");
+        }
+    }
+}

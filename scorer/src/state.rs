@@ -1,0 +1,157 @@
+//! What every worker shares: the model being served (swapped atomically on reload), metrics,
+//! settings, and the reloader.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwapOption;
+use rtb_params::ParameterStore;
+use tokio::sync::Mutex;
+use tracing::{info, warn};
+
+use crate::artifacts::{self, ArtifactError, LoadedModel};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+use crate::statsd::Statsd;
+
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most requests in one batch call, and most impressions in one OpenRTB request.
+    pub max_batch: usize,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+}
+
+pub struct AppState {
+    model: ArcSwapOption<LoadedModel>,
+    shutting_down: AtomicBool,
+    pub metrics: Metrics,
+    pub statsd: Statsd,
+    pub clock: Clock,
+    pub limits: Limits,
+    pub admin_token: Option<String>,
+    store: Option<ParameterStore>,
+    /// Serialises reloads, and remembers the last manifest that failed so polling does not
+    /// retry (and re-count) the same bad model every interval.
+    reload: Mutex<Option<String>>,
+}
+
+/// What a reload did.
+#[derive(Debug)]
+pub enum ReloadOutcome {
+    /// The parameter store names the model already served (or one already rejected).
+    Unchanged {
+        model_id: Option<String>,
+    },
+    Swapped {
+        from: Option<String>,
+        to: String,
+    },
+    /// The new model was refused; the old one (if any) keeps serving.
+    Rejected(ArtifactError),
+}
+
+impl AppState {
+    pub fn new(
+        model: Option<LoadedModel>,
+        store: Option<ParameterStore>,
+        clock: Clock,
+        limits: Limits,
+        admin_token: Option<String>,
+        statsd: Statsd,
+    ) -> Self {
+        AppState {
+            model: ArcSwapOption::new(model.map(Arc::new)),
+            shutting_down: AtomicBool::new(false),
+            metrics: Metrics::default(),
+            statsd,
+            clock,
+            limits,
+            admin_token,
+            store,
+            reload: Mutex::new(None),
+        }
+    }
+
+    /// The model to score with; `None` before the first successful load.
+    pub fn model(&self) -> Option<Arc<LoadedModel>> {
+        self.model.load_full()
+    }
+
+    /// Cheaper than [`Self::model`] for one short request: no reference count is taken.
+    pub fn model_guard(&self) -> arc_swap::Guard<Option<Arc<LoadedModel>>> {
+        self.model.load()
+    }
+
+    pub fn ready(&self) -> bool {
+        !self.shutting_down.load(Ordering::Acquire) && self.model.load().is_some()
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Readiness goes false; requests are still answered until the server stops.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Serves `model` from the next request on; requests already holding the old one finish
+    /// with it.
+    pub fn swap(&self, model: LoadedModel) -> Option<String> {
+        let old = self.model.swap(Some(Arc::new(model)));
+        old.map(|m| m.model_id().to_owned())
+    }
+
+    /// Loads the model the parameter store names, checks it, and swaps it in. Without `force`
+    /// a model already served or already rejected is left alone.
+    pub async fn reload(&self, force: bool) -> ReloadOutcome {
+        let Some(store) = &self.store else {
+            return ReloadOutcome::Unchanged {
+                model_id: self.model().map(|m| m.model_id().to_owned()),
+            };
+        };
+        let mut last_failed = self.reload.lock().await;
+        let url = match artifacts::manifest_url(store).await {
+            Ok(url) => url,
+            Err(err) => {
+                warn!(error = %err, "cannot read the model pointer; the current model keeps serving");
+                // a poll that cannot reach the store is not a rejected model; an asked-for
+                // reload that fails is
+                if force {
+                    self.metrics.reloaded(false);
+                }
+                return ReloadOutcome::Rejected(err);
+            }
+        };
+        let current = self.model();
+        let unchanged = current.as_ref().is_some_and(|m| m.manifest_url == url)
+            || last_failed.as_deref() == Some(url.as_str());
+        if unchanged && !force {
+            return ReloadOutcome::Unchanged {
+                model_id: current.map(|m| m.model_id().to_owned()),
+            };
+        }
+        match artifacts::load(&url).await {
+            Ok(model) => {
+                let to = model.model_id().to_owned();
+                let from = self.swap(model);
+                *last_failed = None;
+                self.metrics.reloaded(true);
+                info!(from = from.as_deref().unwrap_or("none"), to = %to, "serving a new model");
+                ReloadOutcome::Swapped { from, to }
+            }
+            Err(err) => {
+                self.metrics.reloaded(false);
+                *last_failed = Some(url.clone());
+                warn!(
+                    manifest = %url,
+                    serving = current.as_ref().map_or("none", |m| m.model_id()),
+                    error = %err,
+                    "refused a new model; the current one keeps serving"
+                );
+                ReloadOutcome::Rejected(err)
+            }
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! What the scorer tests share: a trained model published as the trainer publishes it, the
+//! real `rtb-scorer` process, and a minimal HTTP/1.1 client (keep-alive, blocking), so load
+//! tests measure the server and not a client library.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use lightgbm3::{Booster, Dataset};
+use rtb_features::{CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer};
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A binary of this workspace, built beside the test binary.
+pub fn workspace_binary(name: &str) -> PathBuf {
+    // target/<profile>/deps/it-<hash> -> target/<profile>/<name>
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let bin = dir.join(name);
+    assert!(
+        bin.is_file(),
+        "{} not built; run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process killed when dropped; its stderr goes to a file shown on failure.
+pub struct Process {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Process {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM (through `kill`, as the workspace forbids unsafe code).
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(
+                started.elapsed() < timeout,
+                "process did not exit within {timeout:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn spawn(program: &Path, args: &[&str], envs: &[(&str, &str)], log: &Path) -> Process {
+    let file = std::fs::File::create(log).expect("log file");
+    let mut command = Command::new(program);
+    command
+        .args(args)
+        .env_remove("RTB_CONFIG")
+        .env("RTB_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(file);
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    let child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()));
+    Process {
+        child,
+        log: log.to_owned(),
+    }
+}
+
+/// Waits until `path` answers 200 on `port`, or the process exits.
+pub fn wait_for(process: &mut Process, port: u16, path: &str, timeout: Duration) {
+    let started = Instant::now();
+    loop {
+        if let Some(status) = process.child.try_wait().expect("wait") {
+            panic!(
+                "process exited ({status}) before {path} was ok; log:\n{}",
+                process.log_text()
+            );
+        }
+        if let Ok((200, _)) = call(port, "GET", path, &[], b"") {
+            return;
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "{path} not ok after {timeout:?}; log:\n{}",
+            process.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+pub struct Http {
+    reader: BufReader<TcpStream>,
+}
+
+impl Http {
+    pub fn connect(port: u16) -> std::io::Result<Http> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(Http {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    /// Sends one request and reads the response: status and body.
+    pub fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> std::io::Result<(u16, Vec<u8>)> {
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let stream = self.reader.get_mut();
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(body)?;
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "connection closed before a response",
+            ));
+        }
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+        let mut length = 0usize;
+        loop {
+            line.clear();
+            self.reader.read_line(&mut line)?;
+            let header = line.trim_end();
+            if header.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; length];
+        self.reader.read_exact(&mut body)?;
+        Ok((status, body))
+    }
+}
+
+/// One request on a fresh connection.
+pub fn call(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    Http::connect(port)?.request(method, path, headers, body)
+}
+
+pub fn json(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|e| panic!("not json ({e}): {}", String::from_utf8_lossy(body)))
+}
+
+/// A vocabulary like the ETL's, with `labels` labels per column (`"0"`, `"1"`, ...).
+pub fn vocabulary(labels: usize) -> FeatureVocabulary {
+    FeatureVocabulary::new(
+        CategoricalColumn::ALL
+            .iter()
+            .map(|c| {
+                let counts = (0..labels).map(|i| (i.to_string(), (labels - i) as u64));
+                (
+                    c.input_name().to_owned(),
+                    StringIndexer::fit_from_counts(counts),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Rows in feature order whose labels depend on hour, advertiser and domain.
+pub fn synthetic_rows(n: usize, labels: usize, seed: u64) -> (Vec<f64>, Vec<f32>) {
+    let mut state = seed;
+    let mut next = move || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (state >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let category = |u: f64| (u * (labels + 1) as f64).floor();
+    for _ in 0..n {
+        let row = [
+            1.0 + (next() * 7.0).floor(),
+            (next() * 24.0).floor(),
+            category(next()),
+            category(next()),
+            category(next()),
+            category(next()),
+            (next() * 7.0).floor(),
+        ];
+        let logit = -1.5 + 0.08 * row[1] - 0.2 * row[2] + if row[3] < 3.0 { 1.0 } else { 0.0 };
+        let p = 1.0 / (1.0 + f64::exp(-logit));
+        x.extend(row);
+        y.push(if next() < p { 1.0 } else { 0.0 });
+    }
+    (x, y)
+}
+
+/// Trains as the trainer does (its default parameters) and returns the booster.
+pub fn train(x: &[f64], y: &[f32], iterations: usize) -> Booster {
+    let params = serde_json::json!({
+        "objective": "binary", "num_iterations": iterations, "learning_rate": 0.2,
+        "max_depth": 5, "num_leaves": 32, "num_threads": 2, "verbosity": -1,
+        "deterministic": true, "seed": 1
+    });
+    let mut dataset = Dataset::from_slice(x, y, FEATURE_NAMES.len() as i32, true).expect("dataset");
+    let names: Vec<String> = FEATURE_NAMES.iter().map(|n| (*n).to_owned()).collect();
+    dataset.set_feature_names(&names).expect("feature names");
+    Booster::train(dataset, &params).expect("lightgbm trains")
+}
+
+/// A model manifest as `rtb-trainer` writes it.
+pub fn manifest(
+    model_id: &str,
+    model_url: &str,
+    model_text: &str,
+    vocabulary_url: &str,
+    vocabulary_version: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "model_id": model_id,
+        "format": "lightgbm-text",
+        "model": model_url,
+        "model_sha256": rtb_model::sha256_hex(model_text.as_bytes()),
+        "objective": "binary",
+        "label": "label",
+        "features": FEATURE_NAMES,
+        "vocabulary_version": vocabulary_version,
+        "vocabulary": vocabulary_url,
+        "best_iteration": 1,
+        "created_at": "2026-11-26T17:00:00Z",
+    })
+}
+
+/// Writes a model and its manifest under `root/models/<model_id>/` (local folder that `base`
+/// names, e.g. `file:///...` or `s3://bucket`), the manifest last; returns the manifest URL.
+pub fn publish_files(
+    root: &Path,
+    base: &str,
+    model_id: &str,
+    model_text: &str,
+    vocabulary_url: &str,
+    vocabulary_version: &str,
+) -> String {
+    let dir = root.join("models").join(model_id);
+    std::fs::create_dir_all(&dir).expect("model folder");
+    std::fs::write(dir.join("model.txt"), model_text).expect("model file");
+    let model_url = format!("{base}/models/{model_id}/model.txt");
+    let manifest = manifest(
+        model_id,
+        &model_url,
+        model_text,
+        vocabulary_url,
+        vocabulary_version,
+    );
+    std::fs::write(
+        dir.join("model-manifest.json"),
+        serde_json::to_vec_pretty(&manifest).expect("json"),
+    )
+    .expect("manifest file");
+    format!("{base}/models/{model_id}/model-manifest.json")
+}

@@ -9,7 +9,7 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 PY_PKGS=(pyspark==3.5.8 numpy==1.26.4 duckdb==1.4.4 woothee==1.10.1)  # pyspark.ml needs numpy
 # trainer baselines: xgboost-cpu is the CPU build of xgboost (no CUDA/NCCL wheels), imported as
 # xgboost; lightgbm 4.7.0 is the LightGBM core that lightgbm3-sys 1.0.11 builds
-PY_PKGS+=(xgboost-cpu==3.4.1 lightgbm==4.7.0 pyarrow==26.0.1)
+PY_PKGS+=(xgboost-cpu==3.2.0 lightgbm==4.7.0 pyarrow==18.1.0)
 
 command -v java >/dev/null || { say "java not found: install a JDK 17 (openjdk-17-jre-headless)"; exit 1; }
 java -version 2>&1 | head -n1 >&2

@@ -5,6 +5,8 @@
 //! turning its keys into flags placed *before* the user's own, for keys whose environment twin
 //! is unset; commands are built with `args_override_self`, so a later flag wins.
 
+pub mod health;
+
 use std::ffi::OsString;
 use std::io::IsTerminal;
 use std::path::Path;

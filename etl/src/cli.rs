@@ -31,6 +31,9 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Run a feature job (SQL file) over raw logs and commit its artifacts.
     Run(RunArgs),
+    /// Exit 0 when an HTTP endpoint answers 200 (container health checks of the ETL, scheduler
+    /// and executor images, which carry no curl).
+    Health(rtb_cli::health::HealthArgs),
 }
 
 pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
@@ -48,6 +51,7 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
             let outcome = outcome?;
             print!("{}", run::render(&outcome));
         }
+        Command::Health(health) => health.check()?,
     }
     Ok(())
 }

@@ -28,6 +28,8 @@ pub struct Cli {
 pub enum Command {
     /// Load the published model named by the parameter store and serve it.
     Serve(ServeArgs),
+    /// Exit 0 when an HTTP endpoint answers 200: the container health check, with no curl.
+    Health(rtb_cli::health::HealthArgs),
 }
 
 pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
@@ -35,6 +37,7 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
     rtb_cli::init_logging(&cli.log_format)?;
     match cli.command {
         Command::Serve(args) => server::serve(&args).await?,
+        Command::Health(health) => health.check()?,
     }
     Ok(())
 }

@@ -116,7 +116,7 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
         manifest["model_sha256"].as_str(),
         Some(rtb_trainer::publish::sha256_hex(model_text.as_bytes()).as_str())
     );
-    let ensemble = rtb_trainer::model_text::Ensemble::parse(&model_text).expect("model parses");
+    let ensemble = rtb_model::Ensemble::parse(&model_text).expect("model parses");
     assert_eq!(
         ensemble.iterations() as u64,
         best,
@@ -147,6 +147,17 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
     );
     let latest = json(&format!("file://{}/models/latest.json", out.display()));
     assert_eq!(latest["manifest"], first.manifest_url.as_str());
+
+    // the scorer starts from the pointer alone and serves this very model
+    let served = rtb_scorer::artifacts::load_current(&store)
+        .await
+        .expect("the scorer loads what the trainer published");
+    assert_eq!(
+        served.model_id(),
+        manifest["model_id"].as_str().expect("id")
+    );
+    let likelihood = served.likelihood(&rtb_scorer::artifacts::smoke_request());
+    assert!((0.0..=1.0).contains(&likelihood), "{likelihood}");
 
     // by location (the ETL output folder: its latest.json names the run), with overrides
     let mut args = TrainArgs::for_run(

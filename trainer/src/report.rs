@@ -154,7 +154,11 @@ pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
             chart.draw_series(std::iter::once(Circle::new((x, y), 4, ORANGE.filled())))?;
             chart.draw_series(std::iter::once(Text::new(
                 format!("p >= {}", p.threshold),
-                (x + 1.0, y - 1.5),
+                // text hangs right and down from its anchor: keep it inside the plot at the edges
+                (
+                    if x > 85.0 { x - 8.5 } else { x + 1.0 },
+                    if y < 5.0 { y + 4.5 } else { y - 1.5 },
+                ),
                 (FAMILY, 14).into_font().color(&ORANGE),
             )))?;
         }
@@ -358,7 +362,8 @@ pub fn importance_chart(gain: &[f64], splits: &[f64]) -> Result<Vec<u8>> {
             .margin(18)
             .x_label_area_size(50)
             .y_label_area_size(160)
-            .build_cartesian_2d(0f64..top, (0..n).into_segmented())?;
+            // integer ranges are inclusive in plotters: 0..n - 1 holds exactly n segments
+            .build_cartesian_2d(0f64..top, (0..n - 1).into_segmented())?;
         let label = |v: &SegmentValue<i32>| match v {
             SegmentValue::CenterOf(i) => rows
                 .get(*i as usize)

@@ -26,7 +26,7 @@ pub enum ArtifactError {
     Read {
         what: &'static str,
         url: String,
-        source: rtb_storage::StorageError,
+        source: Box<rtb_storage::StorageError>,
     },
     #[error("model manifest {url} cannot be used: {reason}")]
     BadManifest { url: String, reason: String },
@@ -208,7 +208,7 @@ pub async fn fetch(what: &'static str, url: &str) -> Result<Bytes> {
     let read_error = |source| ArtifactError::Read {
         what,
         url: url.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let (parent, name) = url
         .trim_end_matches('/')

@@ -116,7 +116,7 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
         manifest["model_sha256"].as_str(),
         Some(rtb_trainer::publish::sha256_hex(model_text.as_bytes()).as_str())
     );
-    let ensemble = rtb_trainer::model_text::Ensemble::parse(&model_text).expect("model parses");
+    let ensemble = rtb_model::Ensemble::parse(&model_text).expect("model parses");
     assert_eq!(
         ensemble.iterations() as u64,
         best,

@@ -10,9 +10,9 @@ use rtb_features::FEATURE_NAMES;
 
 use crate::data::{FEATURES, Split};
 use crate::metrics::{Ranking, binary_error, log_loss};
-use rtb_model::{Ensemble, truncate};
 use crate::params;
 use crate::{Result, TrainerError, train_binary_named};
+use rtb_model::{Ensemble, truncate};
 
 /// A trained model cut to its best iteration, with what the report and manifest need.
 #[derive(Debug, Clone)]

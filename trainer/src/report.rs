@@ -82,7 +82,7 @@ fn thin<T: Copy>(points: &[T], n: usize) -> Vec<T> {
     let step = points.len().div_ceil(n);
     let mut kept: Vec<T> = points.iter().step_by(step).copied().collect();
     if let Some(last) = points.last()
-        && (points.len() - 1) % step != 0
+        && !(points.len() - 1).is_multiple_of(step)
     {
         kept.push(*last);
     }

@@ -1,5 +1,6 @@
 //! End-to-end tests: one binary (link once), one module per topic.
 
+mod adserver_sim;
 mod cluster;
 mod etl_generated;
 mod etl_golden;

@@ -1,0 +1,10 @@
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    match rtb_adserver_sim::cli::main(std::env::args_os().collect()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -16,10 +16,14 @@ say() { echo "lint: $*" >&2; }
 
 pinned() {
   local name=$1 version=$2 installed
-  installed=$(python3 -m pip show "$name" 2>/dev/null | awk '/^Version:/ {print $2}')
+  installed=$(python3 -c 'import sys, importlib.metadata as m
+try:
+    print(m.version(sys.argv[1]))
+except m.PackageNotFoundError:
+    pass' "$name")
   if [ "$installed" != "$version" ]; then
     say "installing $name $version${installed:+ (found $installed)}"
-    python3 -m pip install -q --disable-pip-version-check "$name==$version"
+    python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "$name==$version"
     hash -r
   fi
 }

@@ -46,3 +46,19 @@ if ! command -v s3s-fs >/dev/null 2>&1; then
   say "installing s3s-fs 0.14.1 (S3-compatible test server; a few minutes on a cold machine)"
   cargo install s3s-fs@0.14.1 --features binary --locked --quiet
 fi
+
+# npm statsd is the StatsD daemon deploy/local/run.sh starts (the stand-in for the CloudWatch
+# agent), installed under a cache folder outside the clone; the version deploy/docker pins too
+STATSD_VERSION=0.9.0
+statsd_home="${RTB_STATSD_HOME:-$HOME/.cache/rtb-statsd}"
+if ! command -v npm >/dev/null 2>&1; then
+  say "installing nodejs and npm (for the StatsD daemon)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+fi
+statsd_found=$(node -p 'require(process.argv[1]).version' "$statsd_home/node_modules/statsd/package.json" 2>/dev/null || true)
+if [ "$statsd_found" != "$STATSD_VERSION" ]; then
+  say "installing npm statsd $STATSD_VERSION under $statsd_home"
+  npm install --prefix "$statsd_home" --no-audit --no-fund --omit=dev --save-exact --loglevel=error \
+    "statsd@$STATSD_VERSION"
+fi

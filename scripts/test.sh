@@ -10,3 +10,6 @@ export RTB_SHARED_DATA="${RTB_SHARED_DATA:-$(cd .. && pwd)/shared/data}"
 cargo build --workspace --bins --locked
 # benches (cargo bench) and examples are built by clippy --all-targets, not run here
 cargo test --workspace --lib --bins --tests --locked "$@"
+# the whole system on one machine (S3, SSM, StatsD, cluster, pipeline, scorer, simulator), with
+# the debug binaries just built
+deploy/local/run.sh

@@ -83,6 +83,8 @@ cleanup() {
     read -r name pid <<<"$entry"
     group_alive "$pid" && left+=("$name($pid)")
   done
+  # the executors' shuffle and spill files are scratch (most of the run folder's size)
+  [ -n "$run" ] && [ ${#left[@]} -eq 0 ] && rm -rf "$run"/executor-[0-9]
   # on failure: the end of every log, the one that failed last and longest
   if [ "$rc" -ne 0 ] && [ -n "$logs" ] && [ -d "$logs" ]; then
     for log in "$logs"/*.log; do

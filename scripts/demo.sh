@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job end to end on embedded defaults: local disk, no cloud, no cluster.
-# Grows with the pipeline: today it generates a day of iPinYou logs, runs the feature ETL and trains,
-# evaluates and publishes the bid-filtering model.
+# Generates a day of iPinYou logs, runs the feature ETL, trains, evaluates and publishes the
+# bid-filtering model, serves it and replays the ETL's inference requests at the scorer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -15,3 +15,19 @@ out="${RTB_DEMO_DIR:-data/demo}"
 "$bin/rtb-trainer" train --parameter-store "$out/parameter-store.json" --out "$out"
 echo "parameters published to $out/parameter-store.json:"
 cat "$out/parameter-store.json"
+
+# serve the published model on loopback and replay the ETL's inference requests at it
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$bin/rtb-scorer" serve --listen "127.0.0.1:$port" --parameter-store "$out/parameter-store.json" \
+  --reload-interval 0 >"$out/scorer.log" 2>&1 &
+scorer=$!
+trap 'kill "$scorer" 2>/dev/null || true; wait "$scorer" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do
+  "$bin/rtb-scorer" health --url "http://127.0.0.1:$port/readyz" 2>/dev/null && break
+  kill -0 "$scorer" 2>/dev/null || { cat "$out/scorer.log" >&2; exit 1; }
+  sleep 0.2
+done
+"$bin/rtb-scorer" health --url "http://127.0.0.1:$port/readyz"
+"$bin/rtb-adserver-sim" replay --target "http://127.0.0.1:$port" \
+  --parameter-store "$out/parameter-store.json" --load-model open \
+  --rate "${RTB_DEMO_RATE:-1000}" --duration "${RTB_DEMO_SECONDS:-10}" --report-dir "$out/adserver-sim"

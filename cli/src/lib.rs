@@ -114,8 +114,10 @@ pub fn init_logging(format: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("RTB_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         .unwrap_or_else(|_| EnvFilter::new("info"));
+    // colour codes only on a terminal: log files and CloudWatch get plain text
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         "json" => builder.json().try_init(),

@@ -18,8 +18,9 @@
 #                         rtb-scorer, rtb-adserver-sim (default: $CARGO_TARGET_DIR/debug, where
 #                         `cargo build --workspace --bins` puts them; CARGO_TARGET_DIR defaults to
 #                         ~/.cache/rtb-target, see scripts/env.sh)
-#   RTB_ONEBOX_DIR        run folder, new or empty: logs/, the S3 data, reports (default: a new
-#                         mktemp -d folder); kept afterwards
+#   RTB_ONEBOX_DIR        run folder, new or empty: logs/, the S3 data, reports; kept afterwards
+#                         (default: a new mktemp -d folder, removed after a success unless
+#                         RTB_ONEBOX_KEEP=1)
 #   RTB_ONEBOX_BIDS       bids in the generated day (default 50000)
 #   RTB_ONEBOX_RATE       simulator calls per second, open loop (default 200)
 #   RTB_ONEBOX_DURATION   seconds the simulator measures, after 1 s of warm-up (default 5)
@@ -54,6 +55,7 @@ fail() { say "FAILED: $*"; exit 1; }
 services=()   # "name pid", in start order
 step_pid=
 culprit=      # the service or step whose log explains a failure
+run_made=     # set when this script made the run folder
 
 stop_group() { kill "-$1" -- "-$2" 2>/dev/null || true; }
 group_alive() { pgrep -g "$1" >/dev/null 2>&1; }
@@ -104,7 +106,12 @@ cleanup() {
   else
     say "stopped ${#services[@]} services, no process left behind"
   fi
-  [ -n "$run" ] && say "run folder: $run"
+  # a folder we made is removed after a success (CI runs this on every stop); kept on failure
+  if [ "$rc" -eq 0 ] && [ -n "$run_made" ] && [ -z "${RTB_ONEBOX_KEEP:-}" ]; then
+    rm -rf "$run" && say "removed run folder $run (RTB_ONEBOX_KEEP=1 keeps it)"
+  elif [ -n "$run" ]; then
+    say "run folder: $run"
+  fi
   if [ "$rc" -eq 0 ]; then say "OK"; else say "FAILED (exit $rc)"; fi
   exit "$rc"
 }
@@ -179,7 +186,7 @@ statsd_js="$statsd_home/node_modules/statsd/stats.js"
 
 # a fresh folder, so nothing from an earlier run (StatsD flushes, reports) can pass for this one
 if [ -z "$run" ]; then
-  run=$(mktemp -d -t rtb-onebox.XXXXXX)
+  run=$(mktemp -d -t rtb-onebox.XXXXXX) run_made=1
 elif [ -n "$(ls -A "$run" 2>/dev/null)" ]; then
   run_given=$run run=
   fail "RTB_ONEBOX_DIR=$run_given is not empty; give a new or empty folder"

@@ -143,6 +143,16 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let addresses: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
     let server = server.run();
     info!(listen = ?addresses, workers, "scorer listening");
+    if args.statsd.is_some() {
+        let flushing = state.clone();
+        actix_web::rt::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                ticks.tick().await;
+                flushing.statsd.flush();
+            }
+        });
+    }
     if args.reload_interval > 0 {
         actix_web::rt::spawn(poll(
             state.clone(),

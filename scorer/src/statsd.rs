@@ -66,6 +66,14 @@ impl Statsd {
         }
     }
 
+    /// Sends what the UDP buffer holds; the server calls it every second so a quiet scorer's
+    /// last metrics still reach the agent.
+    pub fn flush(&self) {
+        if let Some(client) = &self.client {
+            let _ = client.flush();
+        }
+    }
+
     pub fn failed(&self) {
         if let Some(client) = &self.client {
             let _ = client.count(ERRORS, 1);

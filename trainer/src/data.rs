@@ -41,6 +41,27 @@ impl Split {
         self.y.iter().filter(|y| **y > 0.5).count()
     }
 
+    /// Sorts rows by (features, label). Bagging draws rows by position, so without this the
+    /// model would depend on how the ETL engine partitioned its output (embedded, or which
+    /// executor wrote which file); sorted, the same rows always train the same model.
+    pub fn canonical_order(&mut self) {
+        let row = |i: usize| &self.x[i * FEATURES..(i + 1) * FEATURES];
+        let mut order: Vec<usize> = (0..self.rows()).collect();
+        order.sort_unstable_by(|&a, &b| {
+            row(a)
+                .iter()
+                .zip(row(b))
+                .map(|(l, r)| l.total_cmp(r))
+                .find(|o| o.is_ne())
+                .unwrap_or(std::cmp::Ordering::Equal)
+                .then(self.y[a].total_cmp(&self.y[b]))
+        });
+        let x = order.iter().flat_map(|&i| row(i).iter().copied()).collect();
+        let y = order.iter().map(|&i| self.y[i]).collect();
+        self.x = x;
+        self.y = y;
+    }
+
     /// Fails unless the split holds rows of both labels.
     pub fn require_both_labels(&self) -> Result<()> {
         let wins = self.wins();
@@ -114,6 +135,7 @@ pub async fn read_split(name: &'static str, url: &str) -> Result<Split> {
                 url: split.url,
             });
         }
+        split.canonical_order();
         Ok(split)
     })
     .await
@@ -335,6 +357,43 @@ pub(crate) mod tests {
             }
         }
         columns
+    }
+
+    #[test]
+    fn canonical_order_does_not_depend_on_the_input_order() {
+        let rows: Vec<([f64; FEATURES], f32)> = (0..50)
+            .map(|i| {
+                let v = f64::from(i % 7);
+                (
+                    [v, f64::from(i % 3), 1.0, v, 0.0, 2.0, f64::from(i % 2)],
+                    f32::from(u8::from(i % 5 == 0)),
+                )
+            })
+            .collect();
+        let split = |order: &mut dyn Iterator<Item = usize>| {
+            let mut s = Split {
+                name: "train",
+                url: String::new(),
+                files: 1,
+                x: Vec::new(),
+                y: Vec::new(),
+            };
+            for i in order {
+                s.x.extend_from_slice(&rows[i].0);
+                s.y.push(rows[i].1);
+            }
+            s.canonical_order();
+            s
+        };
+        let forward = split(&mut (0..rows.len()));
+        let backward = split(&mut (0..rows.len()).rev());
+        assert_eq!(forward.x, backward.x);
+        assert_eq!(forward.y, backward.y);
+        assert_eq!(forward.rows(), rows.len());
+        assert_eq!(forward.wins(), rows.iter().filter(|r| r.1 > 0.5).count());
+        // sorted by the first feature, then the next ones
+        let firsts: Vec<f64> = forward.x.chunks(FEATURES).map(|r| r[0]).collect();
+        assert!(firsts.windows(2).all(|w| w[0] <= w[1]));
     }
 
     #[test]

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Usage: bench/cluster_etl.sh RAW_DIR OUTDIR
 #   env: RUNS (default 3), EXECUTORS (default "1 2"), BIN (folder of the release binaries,
-#   default $CARGO_TARGET_DIR/release), SLOTS (task slots per executor, default 2).
+#   default $CARGO_TARGET_DIR/release), SLOTS (task slots of the whole cluster, split evenly over
+#   its executors, at least 1 each; default 2, the cores of this machine). Ballista's default
+#   task distribution fills one executor's slots first, so 2 executors with 2 slots each would
+#   leave the second idle on a two-file job.
 # The same feature job on the same files, embedded and on a loopback Ballista cluster with each
 # executor count, interleaved per round. Prints wall time per run and the medians.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 RAW_DIR OUTDIR" >&2; exit 2; }
 RAW=$(cd "$1" && pwd) OUT=$2 RUNS=${RUNS:-3} SLOTS=${SLOTS:-2}
+per_executor() { local n=$((SLOTS / $1)); echo $((n > 0 ? n : 1)); }
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/rtb-target}/release}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 pids=()
@@ -23,7 +27,7 @@ start_cluster() {  # EXECUTORS -> sets CLUSTER_URL
   for i in $(seq 1 "$1"); do
     "$BIN/rtb-executor" --scheduler-host 127.0.0.1 --scheduler-port 50150 --external-host 127.0.0.1 \
       --port $((50160 + i)) --grpc-port $((50170 + i)) --health-port $((50180 + i)) \
-      --slots "$SLOTS" --work-dir "$OUT/executor-$i" >"$OUT/executor-$i.log" 2>&1 &
+      --slots "$(per_executor "$1")" --work-dir "$OUT/executor-$i" >"$OUT/executor-$i.log" 2>&1 &
     pids+=($!)
   done
   for _ in $(seq 1 300); do ready 50150 && break; sleep 0.2; done

@@ -14,10 +14,14 @@ PY_PKGS+=(xgboost-cpu==3.2.0 lightgbm==4.7.0 pyarrow==18.1.0)
 command -v java >/dev/null || { say "java not found: install a JDK 17 (openjdk-17-jre-headless)"; exit 1; }
 java -version 2>&1 | head -n1 >&2
 
-if [ ! -x /usr/bin/time ]; then   # GNU time, for wall time and peak RSS in compare_etl.sh
-  say "installing GNU time"
+# GNU time: wall time and peak RSS in compare_etl.sh; wrk: the scorer's throughput (scorer_bench.sh)
+apt_missing=()
+[ -x /usr/bin/time ] || apt_missing+=(time)
+command -v wrk >/dev/null || apt_missing+=(wrk)
+if [ ${#apt_missing[@]} -gt 0 ]; then
+  say "installing ${apt_missing[*]}"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${apt_missing[@]}" >/dev/null
 fi
 
 if ! python3 - "${PY_PKGS[@]}" <<'PY'

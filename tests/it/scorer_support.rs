@@ -3,7 +3,7 @@
 //! tests measure the server and not a client library.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -11,26 +11,8 @@ use std::time::{Duration, Instant};
 use lightgbm3::{Booster, Dataset};
 use rtb_features::{CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-/// A binary of this workspace, built beside the test binary.
-pub fn workspace_binary(name: &str) -> PathBuf {
-    // target/<profile>/deps/it-<hash> -> target/<profile>/<name>
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join(name);
-    assert!(
-        bin.is_file(),
-        "{} not built; run the tests with `cargo test --workspace`",
-        bin.display()
-    );
-    bin
-}
+// the process helpers every end-to-end test uses
+pub use crate::support::{binary as workspace_binary, free_port};
 
 /// A child process killed when dropped; its stderr goes to a file shown on failure.
 pub struct Process {

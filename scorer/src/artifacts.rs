@@ -8,7 +8,6 @@ use rtb_features::{BidRequest, FEATURE_NAMES, FeatureVocabulary};
 use rtb_model::manifest::LIGHTGBM_TEXT;
 use rtb_model::{Ensemble, ModelManifest, sha256_hex};
 use rtb_params::{ParameterStore, names};
-use rtb_storage::Location;
 use thiserror::Error;
 use tracing::warn;
 
@@ -210,18 +209,7 @@ pub async fn fetch(what: &'static str, url: &str) -> Result<Bytes> {
         url: url.to_owned(),
         source: Box::new(source),
     };
-    let (parent, name) = url
-        .trim_end_matches('/')
-        .rsplit_once('/')
-        .unwrap_or((".", url));
-    let parent = if parent.is_empty() || parent.ends_with(':') || parent == "file://" {
-        // "/model.txt" or "file:///model.txt": the object sits at the root
-        format!("{parent}/")
-    } else {
-        parent.to_owned()
-    };
-    let location = Location::parse(&parent).map_err(read_error)?;
-    location.get(name).await.map_err(read_error)
+    rtb_storage::get_url(url).await.map_err(read_error)
 }
 
 /// The model manifest URL the parameter store currently names.

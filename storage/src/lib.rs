@@ -250,6 +250,22 @@ fn absolute(path: &Path) -> Result<PathBuf> {
 
 /// An S3 client for one bucket: credentials from the standard AWS environment, the endpoint from
 /// `RTB_S3_ENDPOINT` / `AWS_ENDPOINT_URL(_S3)` (path-style, for S3-compatible servers).
+/// Reads one object named by its whole URL or path (`s3://bucket/models/m/model.txt`,
+/// `file:///data/manifest.json`, `/data/manifest.json`).
+pub async fn get_url(url: &str) -> Result<Bytes> {
+    let (parent, name) = url
+        .trim_end_matches('/')
+        .rsplit_once('/')
+        .unwrap_or((".", url));
+    let parent = if parent.is_empty() || parent.ends_with(':') || parent == "file://" {
+        // "/model.txt" or "file:///model.txt": the object sits at the root
+        format!("{parent}/")
+    } else {
+        parent.to_owned()
+    };
+    Location::parse(&parent)?.get(name).await
+}
+
 pub fn s3_store(bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     let endpoint = std::env::var("RTB_S3_ENDPOINT")

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use rtb_features::FeatureVocabulary;
 use rtb_params::{ParameterStore, names};
-use rtb_storage::{Location, StorageError};
+use rtb_storage::StorageError;
 use serde::Deserialize;
 
 use crate::{Result, TrainerError};
@@ -73,18 +73,12 @@ fn is_not_found(err: &StorageError) -> bool {
 
 /// Reads one object by URL (`.../name.json`); `Ok(None)` when it does not exist.
 async fn get_url(url: &str) -> Result<Option<bytes::Bytes>> {
-    let (parent, name) = url
-        .trim_end_matches('/')
-        .rsplit_once('/')
-        .unwrap_or((".", url));
-    let parent = if parent.is_empty() { "/" } else { parent };
     if let Some(path) = local_path(url)
         && !path.is_file()
     {
         return Ok(None);
     }
-    let location = Location::parse(parent)?;
-    match location.get(name).await {
+    match rtb_storage::get_url(url).await {
         Ok(bytes) => Ok(Some(bytes)),
         Err(err) if is_not_found(&err) => Ok(None),
         Err(err) => Err(err.into()),

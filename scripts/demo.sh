@@ -6,8 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
-cargo build --release --locked --workspace --bins
-bin="$CARGO_TARGET_DIR/release"
+# release by default; RTB_DEMO_PROFILE=dev reuses the test build (faster to build, slower to run)
+profile="${RTB_DEMO_PROFILE:-release}"
+cargo build --profile "$profile" --locked --workspace --bins
+bin="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 out="${RTB_DEMO_DIR:-data/demo}"
 "$bin/rtb-etl" generate --out "$out/raw" --days 1 --bids-per-day "${RTB_DEMO_BIDS:-1000000}"
 "$bin/rtb-etl" run --input "$out/raw" --out "$out/features" --parameter-store "$out/parameter-store.json"

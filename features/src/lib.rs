@@ -19,7 +19,7 @@ pub use device::{DeviceType, device_type};
 pub use layout::{BidLayout, Compression, ImpLayout, LogKind};
 pub use openrtb::{OpenRtbError, OpenRtbRequest, RequestTime};
 pub use reader::{BidRow, ImpRow, LineReader, RejectReason};
-pub use request::{BidRequest, FEATURE_NAMES, LABEL_NAME};
+pub use request::{BidRequest, FEATURE_NAMES, LABEL_NAME, PRICE_NAME};
 pub use split::Split;
 pub use timestamp::{BidTimestamp, TimestampError};
 pub use vocabulary::{CategoricalColumn, FeatureVocabulary, StringIndexer, VocabularyError};

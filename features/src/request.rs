@@ -9,8 +9,12 @@ use crate::vocabulary::{CategoricalColumn, FeatureVocabulary};
 
 pub const LABEL_NAME: &str = "label";
 
+/// Not a model input: what a won impression cost (`PayingPrice`, CPM), null for a lost bid.
+/// Train/valid/test carry it so the trainer can report the spend a filter keeps.
+pub const PRICE_NAME: &str = "PayingPrice";
+
 /// Model input columns, in training order. Train/valid/test Parquet files carry `label` first,
-/// then these.
+/// then these, then [`PRICE_NAME`].
 pub const FEATURE_NAMES: [&str; 7] = [
     "dow",
     "hour",

@@ -237,7 +237,8 @@ async fn the_documented_example_job_adds_its_features() {
             "IndexCityID",
             "device_type_id",
             "IndexAdExchange",
-            "floor_price"
+            "floor_price",
+            "PayingPrice"
         ]
     );
 }

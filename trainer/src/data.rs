@@ -1,5 +1,6 @@
 //! Reading a train / valid / test split: every `.parquet` file of a split folder (local or S3),
-//! checked column by column, into a row-major feature matrix and a label vector.
+//! checked column by column, into a row-major feature matrix, a label vector and, when every
+//! file carries it, the paying price of each row.
 
 use std::sync::Arc;
 
@@ -13,7 +14,7 @@ use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use rtb_features::{FEATURE_NAMES, LABEL_NAME};
+use rtb_features::{FEATURE_NAMES, LABEL_NAME, PRICE_NAME};
 use rtb_storage::Location;
 
 use crate::source::local_path;
@@ -30,6 +31,8 @@ pub struct Split {
     pub files: usize,
     pub x: Vec<f64>,
     pub y: Vec<f32>,
+    /// [`PRICE_NAME`] per row (null read as 0); `None` unless every file has the column.
+    pub price: Option<Vec<f64>>,
 }
 
 impl Split {
@@ -58,8 +61,13 @@ impl Split {
         });
         let x = order.iter().flat_map(|&i| row(i).iter().copied()).collect();
         let y = order.iter().map(|&i| self.y[i]).collect();
+        let price = self
+            .price
+            .as_ref()
+            .map(|p| order.iter().map(|&i| p[i]).collect());
         self.x = x;
         self.y = y;
+        self.price = price;
     }
 
     /// Fails unless the split holds rows of both labels.
@@ -125,9 +133,17 @@ pub async fn read_split(name: &'static str, url: &str) -> Result<Split> {
             files: count,
             x: Vec::new(),
             y: Vec::new(),
+            price: Some(Vec::new()),
         };
         for (file, bytes) in contents {
-            decode(name, &file, bytes, &mut split.x, &mut split.y)?;
+            decode(
+                name,
+                &file,
+                bytes,
+                &mut split.x,
+                &mut split.y,
+                &mut split.price,
+            )?;
         }
         if split.rows() == 0 {
             return Err(TrainerError::EmptySplit {
@@ -142,13 +158,15 @@ pub async fn read_split(name: &'static str, url: &str) -> Result<Split> {
     .map_err(|e| TrainerError::Task(e.to_string()))?
 }
 
-/// Appends one Parquet file's rows to `x` and `y`.
+/// Appends one Parquet file's rows to `x`, `y` and `price`; a file without a price column
+/// sets `price` to `None` for good.
 pub fn decode(
     split: &'static str,
     file: &str,
     bytes: Bytes,
     x: &mut Vec<f64>,
     y: &mut Vec<f32>,
+    price: &mut Option<Vec<f64>>,
 ) -> Result<()> {
     let parquet_error = |reason: String| TrainerError::Parquet {
         split,
@@ -158,8 +176,13 @@ pub fn decode(
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| parquet_error(e.to_string()))?;
     let schema = Arc::clone(builder.schema());
+    if schema.column_with_name(PRICE_NAME).is_none() {
+        *price = None;
+    }
+    let priced = price.is_some();
     let columns: Vec<&'static str> = std::iter::once(LABEL_NAME)
         .chain(FEATURE_NAMES.iter().copied())
+        .chain(priced.then_some(PRICE_NAME))
         .collect();
     let mut roots = Vec::with_capacity(columns.len());
     for &column in &columns {
@@ -201,7 +224,16 @@ pub fn decode(
             let array = batch
                 .column_by_name(column)
                 .ok_or_else(|| parquet_error(format!("column {column} vanished while reading")))?;
-            values.push(numbers(split, file, column, array, first_row)?);
+            // a lost bid has no paying price: null is "nothing paid", not bad data
+            let nulls_are_zero = column == PRICE_NAME;
+            values.push(numbers(
+                split,
+                file,
+                column,
+                array,
+                first_row,
+                nulls_are_zero,
+            )?);
         }
         for (i, label) in values[0].iter().enumerate() {
             if *label != 0.0 && *label != 1.0 {
@@ -216,7 +248,10 @@ pub fn decode(
         }
         x.reserve(rows * FEATURES);
         for row in 0..rows {
-            x.extend(values[1..].iter().map(|column| column[row]));
+            x.extend(values[1..=FEATURES].iter().map(|column| column[row]));
+        }
+        if let (Some(price), Some(values)) = (price.as_mut(), values.get(FEATURES + 1)) {
+            price.extend_from_slice(values);
         }
         first_row += rows;
     }
@@ -239,16 +274,17 @@ fn is_numeric(data_type: &DataType) -> bool {
     )
 }
 
-/// A numeric column as `f64`, refusing nulls and non-finite values (`first_row` numbers rows
-/// in error messages, 1-based within the file).
+/// A numeric column as `f64`, refusing non-finite values and nulls unless `nulls_are_zero`
+/// (`first_row` numbers rows in error messages, 1-based within the file).
 fn numbers(
     split: &'static str,
     file: &str,
     column: &'static str,
     array: &ArrayRef,
     first_row: usize,
+    nulls_are_zero: bool,
 ) -> Result<Vec<f64>> {
-    if array.null_count() > 0 {
+    if array.null_count() > 0 && !nulls_are_zero {
         let row = (0..array.len()).find(|i| array.is_null(*i)).unwrap_or(0);
         return Err(TrainerError::NullValue {
             split,
@@ -267,7 +303,7 @@ fn numbers(
                 .collect()
         };
     }
-    let values: Vec<f64> = match array.data_type() {
+    let mut values: Vec<f64> = match array.data_type() {
         DataType::Int8 => widen!(Int8Type),
         DataType::Int16 => widen!(Int16Type),
         DataType::Int32 => widen!(Int32Type),
@@ -287,6 +323,13 @@ fn numbers(
             });
         }
     };
+    if array.null_count() > 0 {
+        for (i, v) in values.iter_mut().enumerate() {
+            if array.is_null(i) {
+                *v = 0.0;
+            }
+        }
+    }
     if let Some((row, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         return Err(TrainerError::NotFinite {
             split,
@@ -341,9 +384,23 @@ pub(crate) mod tests {
     }
 
     fn read(columns: Vec<(&'static str, ArrayRef)>) -> Result<(Vec<f64>, Vec<f32>)> {
-        let (mut x, mut y) = (Vec::new(), Vec::new());
-        decode("train", "f.parquet", parquet(columns), &mut x, &mut y)?;
-        Ok((x, y))
+        read_priced(columns).map(|(x, y, _)| (x, y))
+    }
+
+    /// Features, labels and prices of one file.
+    type Decoded = (Vec<f64>, Vec<f32>, Option<Vec<f64>>);
+
+    fn read_priced(columns: Vec<(&'static str, ArrayRef)>) -> Result<Decoded> {
+        let (mut x, mut y, mut price) = (Vec::new(), Vec::new(), Some(Vec::new()));
+        decode(
+            "train",
+            "f.parquet",
+            parquet(columns),
+            &mut x,
+            &mut y,
+            &mut price,
+        )?;
+        Ok((x, y, price))
     }
 
     fn replace(
@@ -377,10 +434,15 @@ pub(crate) mod tests {
                 files: 1,
                 x: Vec::new(),
                 y: Vec::new(),
+                price: Some(Vec::new()),
             };
             for i in order {
                 s.x.extend_from_slice(&rows[i].0);
                 s.y.push(rows[i].1);
+                // a price that is a function of the row: it must travel with it
+                if let Some(p) = s.price.as_mut() {
+                    p.push(rows[i].0.iter().sum::<f64>() + f64::from(rows[i].1));
+                }
             }
             s.canonical_order();
             s
@@ -389,6 +451,11 @@ pub(crate) mod tests {
         let backward = split(&mut (0..rows.len()).rev());
         assert_eq!(forward.x, backward.x);
         assert_eq!(forward.y, backward.y);
+        assert_eq!(forward.price, backward.price);
+        let price = forward.price.as_ref().expect("priced");
+        for (i, row) in forward.x.chunks(FEATURES).enumerate() {
+            assert_eq!(price[i], row.iter().sum::<f64>() + f64::from(forward.y[i]));
+        }
         assert_eq!(forward.rows(), rows.len());
         assert_eq!(forward.wins(), rows.iter().filter(|r| r.1 > 0.5).count());
         // sorted by the first feature, then the next ones
@@ -407,6 +474,37 @@ pub(crate) mod tests {
         // row 2: feature c holds 2 * (c + 1)
         let row2: Vec<f64> = (0..FEATURES).map(|c| (2 * (c + 1)) as f64).collect();
         assert_eq!(&x[2 * FEATURES..], row2.as_slice());
+    }
+
+    #[test]
+    fn the_price_column_is_optional_and_null_means_nothing_paid() {
+        let (_, _, price) = read_priced(split_columns(3)).expect("reads");
+        assert_eq!(price, None, "no column, no spend");
+        let mut columns = split_columns(3);
+        columns.push((
+            PRICE_NAME,
+            Arc::new(Int64Array::from(vec![None, Some(250), None])),
+        ));
+        let (x, _, price) = read_priced(columns).expect("reads");
+        assert_eq!(price, Some(vec![0.0, 250.0, 0.0]));
+        assert_eq!(x.len(), 3 * FEATURES, "the price is not a feature");
+
+        let text = replace(
+            {
+                let mut c = split_columns(2);
+                c.push((PRICE_NAME, Arc::new(Int64Array::from(vec![1, 2]))));
+                c
+            },
+            PRICE_NAME,
+            Arc::new(StringArray::from(vec!["1", "x"])),
+        );
+        assert!(matches!(
+            read_priced(text),
+            Err(TrainerError::WrongType {
+                column: PRICE_NAME,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -483,13 +581,14 @@ pub(crate) mod tests {
         assert!(err.to_string().contains("must be 0 (no win) or 1 (win)"));
 
         let err = {
-            let (mut x, mut y) = (Vec::new(), Vec::new());
+            let (mut x, mut y, mut price) = (Vec::new(), Vec::new(), None);
             decode(
                 "test",
                 "junk.parquet",
                 Bytes::from_static(b"not parquet"),
                 &mut x,
                 &mut y,
+                &mut price,
             )
             .expect_err("junk")
         };
@@ -508,6 +607,26 @@ pub(crate) mod tests {
         let split = read_split("train", &url).await.expect("reads");
         assert_eq!((split.rows(), split.files, split.wins()), (6, 2, 3));
         split.require_both_labels().expect("both labels");
+        assert_eq!(split.price, None);
+
+        // spend is all or nothing: one file without prices drops them for the whole split
+        let priced = |rows: usize| {
+            let mut c = split_columns(rows);
+            c.push((
+                PRICE_NAME,
+                Arc::new(Int64Array::from_iter_values((0..rows).map(|i| i as i64))),
+            ));
+            parquet(c)
+        };
+        let mixed = dir.path().join("mixed");
+        std::fs::create_dir_all(&mixed).expect("mkdir");
+        std::fs::write(mixed.join("a.parquet"), priced(4)).expect("write");
+        let mixed_url = mixed.to_string_lossy().into_owned();
+        let all = read_split("train", &mixed_url).await.expect("reads");
+        assert_eq!(all.price.as_ref().map(Vec::len), Some(4));
+        std::fs::write(mixed.join("b.parquet"), parquet(split_columns(2))).expect("write");
+        let some = read_split("train", &mixed_url).await.expect("reads");
+        assert_eq!((some.rows(), some.price), (6, None));
 
         let one_class = Split {
             y: vec![0.0; 3],

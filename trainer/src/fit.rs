@@ -196,6 +196,7 @@ pub(crate) mod tests {
             files: 1,
             x,
             y,
+            price: None,
         };
         (split, truth)
     }

@@ -3,7 +3,8 @@
 //!
 //! Conventions: a request is *kept* (predicted to win) when its probability is `>= threshold`;
 //! ties in scores count half in the AUC and move together along every curve; ratios whose
-//! denominator is zero are 0, as in scikit-learn.
+//! denominator is zero are 0, as in scikit-learn. Spend is the paying price of won impressions
+//! only: a lost bid costs nothing whatever its price column says.
 
 use serde::Serialize;
 
@@ -16,6 +17,8 @@ pub struct Ranking {
     groups: Vec<ScoreGroup>,
     positives: u64,
     negatives: u64,
+    /// Total spend on won impressions, when prices are known.
+    spend: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,25 +26,34 @@ struct ScoreGroup {
     score: f64,
     positives: u64,
     negatives: u64,
+    spend: f64,
 }
 
 impl Ranking {
     /// `labels` are 0 or 1 (anything above 0.5 counts as a win).
     pub fn new(scores: &[f64], labels: &[f32]) -> Self {
-        let mut pairs: Vec<(f64, bool)> = scores
+        Self::priced(scores, labels, None)
+    }
+
+    /// With the paying price of each row, so filter points also report the spend they keep.
+    pub fn priced(scores: &[f64], labels: &[f32], prices: Option<&[f64]>) -> Self {
+        let price = |i: usize| prices.map_or(0.0, |p| p[i]);
+        let mut rows: Vec<(f64, bool, f64)> = scores
             .iter()
             .zip(labels)
-            .map(|(s, l)| (*s, *l > 0.5))
+            .enumerate()
+            .map(|(i, (s, l))| (*s, *l > 0.5, if *l > 0.5 { price(i) } else { 0.0 }))
             .collect();
-        pairs.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+        rows.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
         let mut groups: Vec<ScoreGroup> = Vec::new();
-        for (score, win) in pairs {
+        for (score, win, spend) in rows {
             let same = groups.last().is_some_and(|g| g.score == score);
             if !same {
                 groups.push(ScoreGroup {
                     score,
                     positives: 0,
                     negatives: 0,
+                    spend: 0.0,
                 });
             }
             if let Some(g) = groups.last_mut() {
@@ -50,14 +62,17 @@ impl Ranking {
                 } else {
                     g.negatives += 1;
                 }
+                g.spend += spend;
             }
         }
         let positives = groups.iter().map(|g| g.positives).sum();
         let negatives = groups.iter().map(|g| g.negatives).sum();
+        let spend = prices.map(|_| groups.iter().map(|g| g.spend).sum::<f64>());
         Ranking {
             groups,
             positives,
             negatives,
+            spend,
         }
     }
 
@@ -130,39 +145,36 @@ impl Ranking {
 
     /// What a filter that keeps requests scoring `>= threshold` keeps and drops.
     pub fn filter_at(&self, threshold: f64) -> FilterPoint {
-        let (mut tp, mut kept) = (0u64, 0u64);
+        let mut kept = Kept::default();
         for g in self.groups.iter().take_while(|g| g.score >= threshold) {
-            tp += g.positives;
-            kept += g.positives + g.negatives;
+            kept.add(g);
         }
-        self.point(threshold, kept, tp)
+        self.point(threshold, kept)
     }
 
     /// The highest threshold that still keeps `wins_share` of the wins: the most traffic a
     /// filter can drop under that constraint.
     pub fn filter_keeping(&self, wins_share: f64) -> FilterPoint {
         let needed = wins_share * self.positives as f64 - 1e-9;
-        let (mut tp, mut kept) = (0u64, 0u64);
+        let mut kept = Kept::default();
         for g in &self.groups {
-            tp += g.positives;
-            kept += g.positives + g.negatives;
-            if tp as f64 >= needed {
-                return self.point(g.score, kept, tp);
+            kept.add(g);
+            if kept.wins as f64 >= needed {
+                return self.point(g.score, kept);
             }
         }
         let lowest = self.groups.last().map_or(0.0, |g| g.score);
-        self.point(lowest, kept, tp)
+        self.point(lowest, kept)
     }
 
     /// The filtering trade-off at every distinct score, thinned so consecutive points differ by
     /// at least `step` in either share (the first and last points are always kept).
     pub fn filtering_curve(&self, step: f64) -> Vec<FilterPoint> {
-        let (mut tp, mut kept) = (0u64, 0u64);
+        let mut kept = Kept::default();
         let mut points: Vec<FilterPoint> = Vec::new();
         for (i, g) in self.groups.iter().enumerate() {
-            tp += g.positives;
-            kept += g.positives + g.negatives;
-            let point = self.point(g.score, kept, tp);
+            kept.add(g);
+            let point = self.point(g.score, kept);
             let last = i + 1 == self.groups.len();
             let far = points.last().is_none_or(|p| {
                 (p.filtered_share - point.filtered_share).abs() >= step
@@ -175,19 +187,33 @@ impl Ranking {
         points
     }
 
-    fn point(&self, threshold: f64, kept: u64, wins_kept: u64) -> FilterPoint {
+    fn point(&self, threshold: f64, kept: Kept) -> FilterPoint {
         let rows = self.rows().max(1) as f64;
+        let share = |part: f64, whole: f64| if whole == 0.0 { 0.0 } else { part / whole };
         FilterPoint {
             threshold,
-            requests_kept: kept,
-            wins_kept,
-            filtered_share: 1.0 - kept as f64 / rows,
-            wins_kept_share: if self.positives == 0 {
-                0.0
-            } else {
-                wins_kept as f64 / self.positives as f64
-            },
+            requests_kept: kept.requests,
+            wins_kept: kept.wins,
+            filtered_share: 1.0 - kept.requests as f64 / rows,
+            wins_kept_share: share(kept.wins as f64, self.positives as f64),
+            spend_kept_share: self.spend.map(|total| share(kept.spend, total)),
         }
+    }
+}
+
+/// Running totals of what a filter keeps, walking down the ranking.
+#[derive(Debug, Clone, Copy, Default)]
+struct Kept {
+    requests: u64,
+    wins: u64,
+    spend: f64,
+}
+
+impl Kept {
+    fn add(&mut self, g: &ScoreGroup) {
+        self.requests += g.positives + g.negatives;
+        self.wins += g.positives;
+        self.spend += g.spend;
     }
 }
 
@@ -199,6 +225,8 @@ pub struct FilterPoint {
     pub filtered_share: f64,
     /// Share of won impressions among the requests it keeps.
     pub wins_kept_share: f64,
+    /// Share of the spend on won impressions it keeps (`None` when prices are unknown).
+    pub spend_kept_share: Option<f64>,
     pub requests_kept: u64,
     pub wins_kept: u64,
 }
@@ -302,6 +330,8 @@ pub struct Evaluation {
     /// Average precision (step-wise area under the precision-recall curve).
     pub pr_auc: f64,
     pub log_loss: f64,
+    /// Sum of the paying price (CPM) of the test split's won impressions, when known.
+    pub spend: Option<f64>,
     pub thresholds: Vec<ThresholdMetrics>,
     pub filtering: Filtering,
 }
@@ -319,23 +349,22 @@ pub struct Filtering {
     pub at_thresholds: Vec<FilterPoint>,
     /// The whole curve, thinned to steps of 0.2 percentage points.
     pub curve: Vec<FilterPoint>,
-    /// Spend kept needs the paying price of each test row; the splits do not carry it.
-    pub spend_kept: Option<f64>,
-    pub spend_note: &'static str,
+    /// Why spend kept is missing, when it is.
+    pub spend_note: Option<&'static str>,
 }
 
-pub const SPEND_NOTE: &str = "spend kept is not reported: the etl's train/valid/test splits carry \
-     no price column, so the share of paid price kept cannot be computed without changing the \
-     etl job to carry PayingPrice into the splits";
+pub const SPEND_NOTE: &str = "spend kept is not reported: the test split has no PayingPrice \
+     column (the etl job must select it into the features step, as the shipped job does)";
 
 /// Evaluates test-split probabilities.
 pub fn evaluate(
     scores: &[f64],
     labels: &[f32],
+    prices: Option<&[f64]>,
     thresholds: &[f64],
     wins_kept_target: f64,
 ) -> Evaluation {
-    let ranking = Ranking::new(scores, labels);
+    let ranking = Ranking::priced(scores, labels, prices);
     Evaluation {
         rows: ranking.rows(),
         wins: ranking.positives(),
@@ -343,6 +372,7 @@ pub fn evaluate(
         roc_auc: ranking.roc_auc(),
         pr_auc: ranking.average_precision(),
         log_loss: log_loss(scores, labels),
+        spend: ranking.spend,
         thresholds: thresholds
             .iter()
             .map(|t| ThresholdMetrics::new(scores, labels, *t))
@@ -356,8 +386,7 @@ pub fn evaluate(
                 .collect(),
             at_thresholds: thresholds.iter().map(|t| ranking.filter_at(*t)).collect(),
             curve: ranking.filtering_curve(0.002),
-            spend_kept: None,
-            spend_note: SPEND_NOTE,
+            spend_note: prices.is_none().then_some(SPEND_NOTE),
         },
     }
 }
@@ -482,13 +511,32 @@ mod tests {
     }
 
     #[test]
+    fn spend_kept_by_hand() {
+        // wins at 0.8 (paid 300) and 0.35 (paid 100); the loss at 0.4 has a price that must not
+        // count: only won impressions are paid for
+        let prices = [0.0, 999.0, 100.0, 300.0];
+        let e = evaluate(&SCORES, &LABELS, Some(&prices), &[0.5, 0.1], 0.99);
+        assert_eq!(e.spend, Some(400.0));
+        assert_eq!(e.filtering.spend_note, None);
+        // p >= 0.5 keeps only the 0.8 win: 300 of 400
+        let at = e.filtering.at_thresholds[0];
+        assert_eq!(at.spend_kept_share, Some(0.75));
+        // keeping every win keeps all the spend
+        assert_eq!(e.filtering.recommended.spend_kept_share, Some(1.0));
+        let curve = Ranking::priced(&SCORES, &LABELS, Some(&prices)).filtering_curve(0.0);
+        let spend: Vec<f64> = curve.iter().filter_map(|p| p.spend_kept_share).collect();
+        assert_eq!(spend, [0.75, 0.75, 1.0, 1.0]);
+    }
+
+    #[test]
     fn evaluate_gathers_everything() {
-        let e = evaluate(&SCORES, &LABELS, &[0.5, 0.1], 0.99);
+        let e = evaluate(&SCORES, &LABELS, None, &[0.5, 0.1], 0.99);
         assert_eq!((e.rows, e.wins), (4, 2));
         assert!(close(e.roc_auc, 0.75) && close(e.win_rate, 0.5));
         assert_eq!(e.thresholds.len(), 2);
         assert_eq!(e.filtering.recommended.threshold, 0.35);
         assert_eq!(e.filtering.by_wins_kept.len(), WINS_KEPT_TARGETS.len());
-        assert!(e.filtering.spend_kept.is_none());
+        assert!(e.spend.is_none() && e.filtering.recommended.spend_kept_share.is_none());
+        assert_eq!(e.filtering.spend_note, Some(SPEND_NOTE));
     }
 }

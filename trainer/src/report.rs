@@ -26,6 +26,7 @@ const ORANGE: RGBColor = RGBColor(255, 127, 14);
 const GREY: RGBColor = RGBColor(120, 120, 120);
 const MARK_RED: RGBColor = RGBColor(214, 39, 40);
 const KEPT_GREEN: RGBColor = RGBColor(44, 160, 44);
+const SPEND_PURPLE: RGBColor = RGBColor(148, 103, 189);
 
 type DrawResult = std::result::Result<(), Box<dyn std::error::Error + Send + Sync>>;
 
@@ -70,6 +71,26 @@ fn render(
     Ok(png)
 }
 
+/// A legend entry drawn as a short line in the series' style.
+fn line_key(style: ShapeStyle) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style)
+}
+
+/// The legend box every chart uses, at `position`.
+fn legend<'a, 'b: 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, BitMapBackend<'b>, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FAMILY, 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK.mix(0.4))
+        .draw()?;
+    Ok(())
+}
+
 fn percent(v: &f64) -> String {
     format!("{:.0}%", v)
 }
@@ -89,7 +110,7 @@ fn thin<T: Copy>(points: &[T], n: usize) -> Vec<T> {
     kept
 }
 
-/// The headline: share of bid requests filtered out against share of wins kept.
+/// The headline: share of bid requests filtered out against share of wins (and spend) kept.
 pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
     let f = &evaluation.filtering;
     render("bid-filtering trade-off", (1000, 640), |root| {
@@ -105,7 +126,11 @@ pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
         chart
             .configure_mesh()
             .x_desc("bid requests filtered out (not sent to bidding)")
-            .y_desc("won impressions kept")
+            .y_desc(if f.spend_note.is_none() {
+                "won impressions / spend kept"
+            } else {
+                "won impressions kept"
+            })
             .x_label_formatter(&percent)
             .y_label_formatter(&percent)
             .label_style((FAMILY, 15))
@@ -125,13 +150,23 @@ pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
                 GREY.stroke_width(1),
             ))?
             .label("random filter")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], GREY));
+            .legend(line_key(GREY.into()));
         chart
             .draw_series(LineSeries::new(curve, MODEL_BLUE.stroke_width(3)))?
             .label(format!("model (ROC AUC {:.3})", evaluation.roc_auc))
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], MODEL_BLUE.stroke_width(3))
-            });
+            .legend(line_key(MODEL_BLUE.stroke_width(3)));
+        let spend: Vec<(f64, f64)> = std::iter::once((100.0, 0.0))
+            .chain(f.curve.iter().filter_map(|p| {
+                p.spend_kept_share
+                    .map(|s| (100.0 * p.filtered_share, 100.0 * s))
+            }))
+            .collect();
+        if spend.len() > 1 {
+            chart
+                .draw_series(LineSeries::new(spend, SPEND_PURPLE.stroke_width(2)))?
+                .label("spend kept (paying price of kept wins)")
+                .legend(line_key(SPEND_PURPLE.stroke_width(2)));
+        }
         let r = f.recommended;
         let (rx, ry) = (100.0 * r.filtered_share, 100.0 * r.wins_kept_share);
         chart.draw_series(DashedLineSeries::new(
@@ -162,13 +197,7 @@ pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
                 (FAMILY, 14).into_font().color(&ORANGE),
             )))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerLeft)
-            .label_font((FAMILY, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
         Ok(())
     })
 }
@@ -197,20 +226,12 @@ pub fn roc_chart(ranking: &Ranking, auc: f64) -> Result<Vec<u8>> {
                 GREY.stroke_width(1),
             ))?
             .label("chance (AUC 0.5)")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], GREY));
+            .legend(line_key(GREY.into()));
         chart
             .draw_series(LineSeries::new(points, MODEL_BLUE.stroke_width(3)))?
             .label(format!("model (AUC {auc:.4})"))
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], MODEL_BLUE.stroke_width(3))
-            });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FAMILY, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+            .legend(line_key(MODEL_BLUE.stroke_width(3)));
+        legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     })
 }
@@ -239,20 +260,12 @@ pub fn pr_chart(ranking: &Ranking, average_precision: f64, win_rate: f64) -> Res
                 GREY.stroke_width(1),
             ))?
             .label(format!("win rate {:.2}%", 100.0 * win_rate))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], GREY));
+            .legend(line_key(GREY.into()));
         chart
             .draw_series(LineSeries::new(points, MODEL_BLUE.stroke_width(3)))?
             .label(format!("model (average precision {average_precision:.4})"))
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], MODEL_BLUE.stroke_width(3))
-            });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FAMILY, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+            .legend(line_key(MODEL_BLUE.stroke_width(3)));
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -330,13 +343,7 @@ pub fn histogram_chart(scores: &[f64], labels: &[f32]) -> Result<Vec<u8>> {
                     Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.mix(0.5).filled())
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FAMILY, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -442,9 +449,7 @@ pub fn learning_chart(fitted: &Fitted) -> Result<Vec<u8>> {
                 MODEL_BLUE.stroke_width(2),
             ))?
             .label("validation split")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], MODEL_BLUE.stroke_width(2))
-            });
+            .legend(line_key(MODEL_BLUE.stroke_width(2)));
         let best = fitted.best_iteration as f64;
         chart
             .draw_series(DashedLineSeries::new(
@@ -457,16 +462,8 @@ pub fn learning_chart(fitted: &Fitted) -> Result<Vec<u8>> {
                 "kept: {} of {} trees",
                 fitted.best_iteration, fitted.trees_trained
             ))
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 24, y)], KEPT_GREEN.stroke_width(2))
-            });
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FAMILY, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK.mix(0.4))
-            .draw()?;
+            .legend(line_key(KEPT_GREEN.stroke_width(2)));
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     })
 }
@@ -564,13 +561,19 @@ pub struct PageFacts<'a> {
 fn filter_row(s: &mut String, label: &str, p: &FilterPoint) {
     let _ = writeln!(
         s,
-        "<tr><td>{label}</td><td>{:.4}</td><td>{:.2}%</td><td>{:.2}%</td><td>{}</td><td>{}</td></tr>",
+        "<tr><td>{label}</td><td>{:.4}</td><td>{:.2}%</td><td>{:.2}%</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         p.threshold,
         100.0 * p.filtered_share,
         100.0 * p.wins_kept_share,
+        spend_share(p),
         p.requests_kept,
         p.wins_kept
     );
+}
+
+fn spend_share(p: &FilterPoint) -> String {
+    p.spend_kept_share
+        .map_or_else(|| "n/a".to_owned(), |s| format!("{:.2}%", 100.0 * s))
 }
 
 /// One HTML page holding everything, images inlined as base64.
@@ -608,17 +611,20 @@ pub fn html(
     let _ = writeln!(
         s,
         "<p class=\"headline\">A filter that drops bid requests scoring below <b>{:.4}</b> keeps \
-         <b>{:.1}%</b> of won impressions and saves <b>{:.1}%</b> of bid traffic (test split, \
+         <b>{:.1}%</b> of won impressions{} and saves <b>{:.1}%</b> of bid traffic (test split, \
          target {:.1}% of wins).</p>",
         r.threshold,
         100.0 * r.wins_kept_share,
+        r.spend_kept_share
+            .map(|s| format!(" (<b>{:.1}%</b> of spend)", 100.0 * s))
+            .unwrap_or_default(),
         100.0 * r.filtered_share,
         100.0 * f.wins_kept_target
     );
     if let Some(c) = charts.first() {
         s.push_str(&image(c));
     }
-    s.push_str("<h2>Filter thresholds</h2>\n<table><tr><th>target</th><th>threshold</th><th>requests filtered</th><th>wins kept</th><th>requests kept</th><th>wins kept (rows)</th></tr>\n");
+    s.push_str("<h2>Filter thresholds</h2>\n<table><tr><th>target</th><th>threshold</th><th>requests filtered</th><th>wins kept</th><th>spend kept</th><th>requests kept</th><th>wins kept (rows)</th></tr>\n");
     for p in &f.by_wins_kept {
         filter_row(
             &mut s,
@@ -630,7 +636,9 @@ pub fn html(
         filter_row(&mut s, &format!("p &gt;= {}", p.threshold), p);
     }
     s.push_str("</table>\n");
-    let _ = writeln!(s, "<p class=\"note\">{}.</p>", escape(f.spend_note));
+    if let Some(note) = f.spend_note {
+        let _ = writeln!(s, "<p class=\"note\">{}.</p>", escape(note));
+    }
 
     let _ = writeln!(
         s,
@@ -723,7 +731,19 @@ mod tests {
         let (test, _) = signal_split("test", 3_000, 33);
         let params = crate::params::resolve(&[], 1).expect("defaults");
         let fitted = crate::fit::fit(&train, &valid, &test, &params).expect("fits");
-        let evaluation = crate::metrics::evaluate(&fitted.test_scores, &test.y, &[0.5, 0.1], 0.99);
+        // wins that score higher cost more here, so the spend line runs above the wins line
+        let prices: Vec<f64> = fitted
+            .test_scores
+            .iter()
+            .map(|s| 100.0 + 400.0 * s)
+            .collect();
+        let evaluation = crate::metrics::evaluate(
+            &fitted.test_scores,
+            &test.y,
+            Some(&prices),
+            &[0.5, 0.1],
+            0.99,
+        );
         let charts = charts(&fitted, &evaluation, &test.y).expect("charts");
         assert_eq!(charts.len(), 6);
         for c in &charts {
@@ -748,6 +768,10 @@ mod tests {
         let page = html(&facts, &fitted, &evaluation, &charts);
         assert_eq!(page.matches("data:image/png;base64,").count(), 6);
         assert!(page.contains("m&lt;1&gt;") && !page.contains("m<1>"));
-        assert!(page.contains("keeps <b>") && page.contains("spend kept is not reported"));
+        assert!(page.contains("keeps <b>") && page.contains("</b> of spend)"));
+        assert!(!page.contains("spend kept is not reported"));
+        let unpriced = crate::metrics::evaluate(&fitted.test_scores, &test.y, None, &[0.5], 0.99);
+        let page = html(&facts, &fitted, &unpriced, &charts);
+        assert!(page.contains("spend kept is not reported") && page.contains("n/a"));
     }
 }

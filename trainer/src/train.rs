@@ -162,7 +162,13 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
             let fitted = fit(&splits[0], &splits[1], &splits[2], &fit_params)?;
             let phase = Instant::now();
             let test = &splits[2];
-            let evaluation = evaluate(&fitted.test_scores, &test.y, &thresholds, wins_kept);
+            let evaluation = evaluate(
+                &fitted.test_scores,
+                &test.y,
+                test.price.as_deref(),
+                &thresholds,
+                wins_kept,
+            );
             let evaluate_ms = phase.elapsed().as_millis() as u64;
             let phase = Instant::now();
             let charts = report::charts(&fitted, &evaluation, &test.y)?;
@@ -411,9 +417,13 @@ pub fn render(outcome: &TrainOutcome) -> String {
     let r = e.filtering.recommended;
     let _ = writeln!(
         s,
-        "bid filter: p >= {:.4} keeps {:.2}% of wins and filters {:.2}% of bid requests",
+        "bid filter: p >= {:.4} keeps {:.2}% of wins ({}) and filters {:.2}% of bid requests",
         r.threshold,
         100.0 * r.wins_kept_share,
+        r.spend_kept_share.map_or_else(
+            || "spend kept unknown: no PayingPrice column".to_owned(),
+            |s| format!("{:.2}% of spend", 100.0 * s)
+        ),
         100.0 * r.filtered_share
     );
     let durations: Vec<String> = m

@@ -10,8 +10,9 @@
 --   transformed         joined, unencoded rows (Parquet); `-- categorical:` columns are fitted
 --                       on it, giving tables vocabulary_<Column>(label, idx) and one row
 --                       vocabulary_size(<Column>, ...) holding the "unknown" index per column
---   features            label and model inputs, plus `split` (train/valid/test): one Parquet
---                       folder per split, without the split column
+--   features            label, model inputs and PayingPrice (not an input: the trainer reports
+--                       the spend a filter keeps), plus `split` (train/valid/test): one
+--                       Parquet folder per split, without the split column
 --   inference_requests  the requests the simulator replays (JSON lines)
 -- `${name}` is replaced by the job parameter `name` (defaults below, `--param name=value`).
 --
@@ -61,6 +62,7 @@ SELECT CAST(t.label AS INT) AS label,
        CAST(device_type(t.UserAgent) AS INT) AS device_type_id,
        CAST(COALESCE(ve.idx, n.AdExchange) AS INT) AS IndexAdExchange,
        CAST(t.floor_price AS INT) AS floor_price,
+       t.PayingPrice,
        split_of(t.BidID, ${split_seed}, ${train_fraction}, ${valid_fraction}) AS split
 FROM transformed t
 CROSS JOIN vocabulary_size n

@@ -3,7 +3,8 @@
 #   env: BIN (release binaries, default $CARGO_TARGET_DIR/release), NOOP (the no-op actix-web
 #   server, default $BIN/examples/noop_server), RUNS (default 3), SECONDS_PER_RUN (default 10),
 #   CONNECTIONS (wrk connections, default 32), RATE (default 5000), WORKERS (scorer and no-op
-#   workers, default 2).
+#   workers, default 2), SERVER_CPUS / CLIENT_CPUS (taskset CPU lists: pin the servers and the
+#   load tools apart, e.g. 0 and 1; default unpinned).
 #
 # Per round, interleaved:
 #   1. maximum throughput: wrk (1 thread, CONNECTIONS keep-alive connections, as fast as they go)
@@ -18,7 +19,10 @@ STORE=$1 OUT=$2
 BIN=${BIN:-${CARGO_TARGET_DIR:-$HOME/.cache/rtb-target}/release}
 NOOP=${NOOP:-$BIN/examples/noop_server}
 RUNS=${RUNS:-3} SECS=${SECONDS_PER_RUN:-10} CONNS=${CONNECTIONS:-32} RATE=${RATE:-5000}
-WORKERS=${WORKERS:-2}
+WORKERS=${WORKERS:-2} SERVER_CPUS=${SERVER_CPUS:-} CLIENT_CPUS=${CLIENT_CPUS:-}
+on() { local cpus=$1; shift; if [ -n "$cpus" ]; then taskset -c "$cpus" "$@"; else "$@"; fi; }
+# in the background, so that $! is the server itself (not a subshell the cleanup cannot reach)
+on_bg() { local cpus=$1; shift; if [ -n "$cpus" ]; then taskset -c "$cpus" "$@" & else "$@" & fi; }
 command -v wrk >/dev/null || { echo "wrk not found: bench/setup.sh installs it" >&2; exit 1; }
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
 pids=()
@@ -41,10 +45,10 @@ print("wrk.body = " + json.dumps(body))
 PY
 
 scorer_port=$(free_port) noop_port=$(free_port)
-"$BIN/rtb-scorer" serve --listen "127.0.0.1:$scorer_port" --parameter-store "$STORE" \
-  --workers "$WORKERS" --reload-interval 0 >"$OUT/scorer.log" 2>&1 &
+on_bg "$SERVER_CPUS" "$BIN/rtb-scorer" serve --listen "127.0.0.1:$scorer_port" --parameter-store "$STORE" \
+  --workers "$WORKERS" --reload-interval 0 >"$OUT/scorer.log" 2>&1
 pids+=($!)
-"$NOOP" "127.0.0.1:$noop_port" "$WORKERS" >"$OUT/noop.log" 2>&1 &
+on_bg "$SERVER_CPUS" "$NOOP" "127.0.0.1:$noop_port" "$WORKERS" >"$OUT/noop.log" 2>&1
 pids+=($!)
 for _ in $(seq 1 100); do
   "$BIN/rtb-scorer" health --url "http://127.0.0.1:$scorer_port/readyz" 2>/dev/null && break
@@ -53,7 +57,7 @@ done
 "$BIN/rtb-scorer" health --url "http://127.0.0.1:$scorer_port/readyz"
 
 throughput() {  # NAME PORT -> requests/s
-  wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$OUT/post.lua" "http://127.0.0.1:$2/v1/score" >"$OUT/$1.txt"
+  on "$CLIENT_CPUS" wrk -t1 -c"$CONNS" -d"${SECS}s" -s "$OUT/post.lua" "http://127.0.0.1:$2/v1/score" >"$OUT/$1.txt"
   grep -q 'Non-2xx' "$OUT/$1.txt" && { echo "$1: non-2xx answers, see $OUT/$1.txt" >&2; exit 1; }
   awk '/^Requests\/sec:/ {print $2}' "$OUT/$1.txt"
 }
@@ -84,16 +88,17 @@ for round in $(seq 1 "$RUNS"); do
   noop=$(throughput "max-noop-$round" "$noop_port")
   scorer=$(throughput "max-scorer-$round" "$scorer_port")
   scrape "$OUT/metrics-before-$round.txt"
-  "$BIN/rtb-adserver-sim" replay --target "http://127.0.0.1:$scorer_port" --parameter-store "$STORE" \
+  on "$CLIENT_CPUS" "$BIN/rtb-adserver-sim" replay --target "http://127.0.0.1:$scorer_port" --parameter-store "$STORE" \
     --load-model open --rate "$RATE" --warmup 2 --duration "$SECS" --max-connections 64 \
     --report-dir "$OUT/sim-$round" >"$OUT/sim-$round.txt" 2>"$OUT/sim-$round.log"
   scrape "$OUT/metrics-after-$round.txt"
   read -r total fast < <(within_100us "$OUT/metrics-before-$round.txt" "$OUT/metrics-after-$round.txt")
   s="$OUT/sim-$round/summary.json"
-  printf 'round %s: no-op %.0f req/s, scorer %.0f req/s (%.2fx) | open loop %s/s: achieved %.0f/s, ok %s, failed %s, client p50 %.3f p99 %.3f p99.9 %.3f max %.3f ms | server: %s scored, %s within 100 us\n' \
+  printf 'round %s: no-op %.0f req/s, scorer %.0f req/s (%.2fx) | open loop %s/s: achieved %.0f/s, ok %s, failed %s, client p50 %.3f p99 %.3f p99.9 %.3f max %.3f ms, send lag p99 %.3f ms | server: %s scored, %s within 100 us\n' \
     "$round" "$noop" "$scorer" "$(python3 -c "print($scorer / $noop)")" "$RATE" \
     "$(field "$s" 'd["achieved_rate"]')" "$(field "$s" 'd["calls"]["ok"]')" "$(field "$s" 'd["calls"]["failed"]')" \
     "$(field "$s" 'd["latency_ms"]["p50"]')" "$(field "$s" 'd["latency_ms"]["p99"]')" \
     "$(field "$s" 'd["latency_ms"]["p99_9"]')" "$(field "$s" 'd["latency_ms"]["max"]')" \
+    "$(field "$s" 'd["send_lag_p99_ms"]')" \
     "$total" "$fast" | tee -a "$OUT/rounds.txt"
 done

@@ -101,7 +101,9 @@ pub fn text(s: &Summary) -> String {
     if let Some(lag) = s.max_send_lag_ms {
         let _ = writeln!(
             out,
-            "send lag    at most {} ms after a call was due (included in the latency)",
+            "send lag    p50 {} ms, p99 {} ms, at most {} ms after a call was due (included in the latency)",
+            ms(s.send_lag_p50_ms.unwrap_or_default()),
+            ms(s.send_lag_p99_ms.unwrap_or_default()),
             ms(lag)
         );
     }

@@ -209,55 +209,27 @@ async fn open_loop(
             return ("duration", Duration::ZERO);
         }
     };
-    let end = schedule.end();
     let first_measured = schedule.first_measured();
     let max_connections = max_connections.max(1);
     let permits = Arc::new(Semaphore::new(max_connections));
-    let pool = Arc::new(Pool::default());
-    let path = shared.payloads.endpoint().path();
-    let mut i: u64 = 0;
-    let stopped_by = loop {
-        if let Some((last, why)) = end
-            && i >= last
-        {
-            break plan_end_label(why);
+    // tokio's timer wheel ticks every millisecond, so a call due mid-tick would leave up to 1 ms
+    // late, and its latency counts from when it was due: the tool would add its own millisecond
+    // to every call. A dedicated thread sleeps on the OS's high-resolution timer instead and
+    // hands each call to the runtime when it is due.
+    let pacer = Pacer {
+        shared: shared.clone(),
+        schedule: schedule.clone(),
+        start,
+        permits: permits.clone(),
+        stop: stop.clone(),
+        runtime: tokio::runtime::Handle::current(),
+    };
+    let (stopped_by, i) = match tokio::task::spawn_blocking(move || pacer.run()).await {
+        Ok(paced) => paced,
+        Err(err) => {
+            warn!(error = %err, "the pacing thread failed");
+            ("signal", 0)
         }
-        let due = start + schedule.due(i);
-        tokio::select! {
-            biased;
-            _ = stop.cancelled() => break "signal",
-            _ = tokio::time::sleep_until(due) => {}
-        }
-        let permit = tokio::select! {
-            biased;
-            _ = stop.cancelled() => break "signal",
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break "signal",
-            },
-        };
-        let measured = i >= first_measured;
-        if measured {
-            shared
-                .recorder()
-                .send_lag(Instant::now().saturating_duration_since(due));
-        }
-        let shared = shared.clone();
-        let pool = pool.clone();
-        tokio::spawn(async move {
-            let call = shared.payloads.call(i);
-            let mut connection = pool.take();
-            let result = shared
-                .client
-                .call(&mut connection, path, call.body.clone())
-                .await;
-            if let Some(connection) = connection {
-                pool.give_back(connection);
-            }
-            shared.finish(&call, result, due, measured);
-            drop(permit);
-        });
-        i += 1;
     };
     // every call in flight holds a permit until it is counted
     let _all = permits.acquire_many(max_connections as u32).await;
@@ -267,6 +239,87 @@ async fn open_loop(
         Duration::ZERO
     };
     (stopped_by, planned)
+}
+
+/// The open loop's sender, on its own thread.
+struct Pacer {
+    shared: Arc<Shared>,
+    schedule: Schedule,
+    start: Instant,
+    permits: Arc<Semaphore>,
+    stop: CancellationToken,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Pacer {
+    /// Longest sleep between looks at `stop`, so a signal ends even a slow schedule promptly.
+    const STOP_CHECK: Duration = Duration::from_millis(20);
+
+    /// Sends call after call when due; returns why it stopped and how many it sent.
+    fn run(self) -> (&'static str, u64) {
+        let end = self.schedule.end();
+        let first_measured = self.schedule.first_measured();
+        let path = self.shared.payloads.endpoint().path();
+        let pool = Arc::new(Pool::default());
+        let mut i: u64 = 0;
+        loop {
+            if let Some((last, why)) = end
+                && i >= last
+            {
+                return (plan_end_label(why), i);
+            }
+            let due = self.start + self.schedule.due(i);
+            loop {
+                if self.stop.is_cancelled() {
+                    return ("signal", i);
+                }
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                std::thread::sleep((due - now).min(Self::STOP_CHECK));
+            }
+            let permit = match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                // every connection is busy: wait for one (the wait counts, from `due`)
+                Err(_) => {
+                    let waited = self.runtime.block_on(async {
+                        tokio::select! {
+                            biased;
+                            _ = self.stop.cancelled() => None,
+                            permit = self.permits.clone().acquire_owned() => permit.ok(),
+                        }
+                    });
+                    match waited {
+                        Some(permit) => permit,
+                        None => return ("signal", i),
+                    }
+                }
+            };
+            let measured = i >= first_measured;
+            if measured {
+                self.shared
+                    .recorder()
+                    .send_lag(Instant::now().saturating_duration_since(due));
+            }
+            let shared = self.shared.clone();
+            let pool = pool.clone();
+            self.runtime.spawn(async move {
+                let call = shared.payloads.call(i);
+                let mut connection = pool.take();
+                let result = shared
+                    .client
+                    .call(&mut connection, path, call.body.clone())
+                    .await;
+                if let Some(connection) = connection {
+                    pool.give_back(connection);
+                }
+                shared.finish(&call, result, due, measured);
+                drop(permit);
+            });
+            i += 1;
+        }
+    }
 }
 
 /// `connections` workers, each sending its next call when the last one is answered.

@@ -141,7 +141,7 @@ pub struct Recorder {
     likelihood: LikelihoodStats,
     time_mismatches: u64,
     last_completion: Duration,
-    max_send_lag: Duration,
+    send_lag: Histogram<u64>,
 }
 
 impl Recorder {
@@ -158,7 +158,7 @@ impl Recorder {
             likelihood: LikelihoodStats::default(),
             time_mismatches: 0,
             last_completion: Duration::ZERO,
-            max_send_lag: Duration::ZERO,
+            send_lag: histogram(3),
         }
     }
 
@@ -201,7 +201,7 @@ impl Recorder {
 
     /// How late the open loop sent a call after it was due (the client's own delay).
     pub fn send_lag(&mut self, lag: Duration) {
-        self.max_send_lag = self.max_send_lag.max(lag);
+        self.send_lag.saturating_record(micros(lag).min(HIGHEST_US));
     }
 
     /// The window for step `index`, closing earlier ones (a late completion joins the open one).
@@ -315,9 +315,13 @@ impl Recorder {
             } else {
                 0.0
             },
-            max_send_lag_ms: end
+            max_send_lag_ms: end.open_loop.then_some(ms(self.send_lag.max())),
+            send_lag_p50_ms: end
                 .open_loop
-                .then_some(self.max_send_lag.as_secs_f64() * 1000.0),
+                .then_some(ms(self.send_lag.value_at_quantile(0.5))),
+            send_lag_p99_ms: end
+                .open_loop
+                .then_some(ms(self.send_lag.value_at_quantile(0.99))),
             latency_ms: self.latency_summary(),
             errors: self
                 .errors
@@ -421,6 +425,9 @@ pub struct Summary {
     /// Open loop: the longest a call was sent after it was due (the simulator's own delay,
     /// included in the latency).
     pub max_send_lag_ms: Option<f64>,
+    /// Open loop: the median and 99th percentile of that delay.
+    pub send_lag_p50_ms: Option<f64>,
+    pub send_lag_p99_ms: Option<f64>,
     /// Successful measured calls; `None` when there were none.
     pub latency_ms: Option<LatencySummary>,
     /// Failed measured calls by kind: `connect`, `timeout`, `disconnected`, `http_<status>`,

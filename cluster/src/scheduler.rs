@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ballista_scheduler::cluster::BallistaCluster;
-use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::config::{SchedulerConfig, TaskDistributionPolicy};
 use ballista_scheduler::scheduler_process::start_server;
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use rtb_etl::cluster::{RtbLogicalCodec, RtbPhysicalCodec, runtime, session_config, session_state};
 use tracing::info;
 
@@ -40,12 +40,23 @@ pub struct SchedulerArgs {
     /// Attempts per stage (after lost shuffle output) before its job fails.
     #[arg(long, env = "RTB_STAGE_MAX_FAILURES", default_value_t = 4)]
     pub stage_max_failures: usize,
+    /// How tasks go to executors: `bias` fills one executor's free slots before the next (fewer
+    /// executors touched), `round-robin` gives each executor one task in turn (spreads a job
+    /// with few tasks over every machine).
+    #[arg(long, env = "RTB_TASK_DISTRIBUTION", value_enum, default_value_t = TaskDistribution::Bias)]
+    pub task_distribution: TaskDistribution,
     /// Executors that must be registered before `/readyz` answers 200.
     #[arg(long, env = "RTB_MIN_READY_EXECUTORS", default_value_t = 1)]
     pub min_ready_executors: usize,
     /// Log format: text or json.
     #[arg(long, env = "RTB_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TaskDistribution {
+    Bias,
+    RoundRobin,
 }
 
 pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
@@ -61,6 +72,10 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
         task_max_failures: args.task_max_failures,
         stage_max_failures: args.stage_max_failures,
         min_ready_executors: args.min_ready_executors,
+        task_distribution: match args.task_distribution {
+            TaskDistribution::Bias => TaskDistributionPolicy::Bias,
+            TaskDistribution::RoundRobin => TaskDistributionPolicy::RoundRobin,
+        },
         override_config_producer: Some(Arc::new(session_config)),
         override_session_builder: Some(Arc::new(move |config| {
             session_state(config, Arc::clone(&runtime))

@@ -14,12 +14,8 @@ use crate::replay::{self, ReplayArgs};
     args_override_self = true
 )]
 pub struct Cli {
-    /// TOML file with one table per command ([replay]); flags and RTB_* variables win.
-    #[arg(long, env = "RTB_CONFIG", global = true)]
-    pub config: Option<String>,
-    /// Log format: text or json.
-    #[arg(long, env = "RTB_LOG_FORMAT", default_value = "text", global = true)]
-    pub log_format: String,
+    #[command(flatten)]
+    pub global: rtb_cli::GlobalArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -33,7 +29,7 @@ pub enum Command {
 
 pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
     let cli = Cli::parse_from(rtb_cli::args_with_config_file(args)?);
-    rtb_cli::init_logging(&cli.log_format)?;
+    rtb_cli::init_logging(&cli.global.log_format)?;
     match cli.command {
         Command::Replay(args) => {
             replay::replay(&args).await?;

@@ -14,6 +14,18 @@ use std::path::Path;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// The flags every binary takes before its subcommand (`#[command(flatten)]` them).
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// TOML file with one table per subcommand ([run], [serve], ...); flags and RTB_*
+    /// variables win.
+    #[arg(long, env = "RTB_CONFIG", global = true)]
+    pub config: Option<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "RTB_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+}
+
 /// The arguments with the config file's settings for `subcommand` merged in.
 ///
 /// The file holds one table per subcommand (`[generate]`, `[run]`, ...) with keys named like

@@ -13,39 +13,12 @@ use std::time::{Duration, Instant};
 
 use rtb_features::BidRequest;
 use rtb_model::Ensemble;
-use rtb_params::{ParameterStore, names};
+use rtb_params::names;
 
 use crate::scorer_support::{
-    Process, free_port, publish_files, spawn, synthetic_rows, train, vocabulary, wait_for,
-    workspace_binary,
+    Process, free_port, publish_files, put_params, request, spawn, synthetic_rows, train,
+    vocabulary, wait_for, workspace_binary,
 };
-
-fn request(i: usize) -> BidRequest {
-    BidRequest {
-        bid_id: format!("bid-{i}"),
-        day_of_week: 1 + (i % 7) as u8,
-        hour: (i % 24) as u8,
-        region_id: Some((i % 5).to_string()),
-        city_id: Some((i % 11).to_string()),
-        domain_id: if i % 6 == 5 {
-            None
-        } else {
-            Some(if i.is_multiple_of(4) {
-                "never-seen".into()
-            } else {
-                (i % 9).to_string()
-            })
-        },
-        advertiser_id: Some((i % 3).to_string()),
-        user_agent: Some(if i.is_multiple_of(2) {
-            "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/28.0.1500.95 Safari/537.36".into()
-        } else {
-            "Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X) AppleWebKit/536.26 (KHTML, like Gecko) Version/6.0 Mobile/10B143 Safari/8536.25".into()
-        }),
-        bidding_price: Some(300),
-        paying_price: if i.is_multiple_of(10) { Some(80) } else { None },
-    }
-}
 
 /// `n` requests as the ETL writes them, in two part files, with one malformed and one blank
 /// line in the first; returns the folder.
@@ -102,19 +75,6 @@ fn u64_at(v: &serde_json::Value, pointer: &str) -> u64 {
     v.pointer(pointer)
         .and_then(serde_json::Value::as_u64)
         .unwrap_or_else(|| panic!("{pointer} missing in {v:#}"))
-}
-
-fn put_params(path: &Path, pairs: &[(&str, &str)]) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = ParameterStore::open(path.to_str().expect("utf8"))
-            .await
-            .expect("store");
-        store.put_many(pairs).await.expect("put");
-    });
 }
 
 #[test]

@@ -7,34 +7,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rtb_features::{BidRequest, FEATURE_NAMES};
+use rtb_features::FEATURE_NAMES;
 use rtb_model::Ensemble;
-use rtb_params::{ParameterStore, names};
+use rtb_params::names;
 
 use crate::scorer_support::{
-    Http, Process, call, free_port, json, publish_files, spawn, synthetic_rows, train, vocabulary,
-    wait_for, workspace_binary,
+    Http, Process, call, free_port, json, publish_files, put_params, request, spawn,
+    synthetic_rows, train, vocabulary, wait_for, workspace_binary,
 };
 
 const TOKEN: &str = "test-admin-token";
-
-fn request(i: usize) -> BidRequest {
-    BidRequest {
-        bid_id: format!("bid-{i}"),
-        day_of_week: 1 + (i % 7) as u8,
-        hour: (i % 24) as u8,
-        region_id: Some((i % 5).to_string()),
-        city_id: Some((i % 11).to_string()),
-        domain_id: Some(if i.is_multiple_of(4) { "never-seen".into() } else { (i % 9).to_string() }),
-        advertiser_id: Some((i % 3).to_string()),
-        user_agent: Some(
-            "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/28.0.1500.95 Safari/537.36"
-                .into(),
-        ),
-        bidding_price: Some(300),
-        paying_price: None,
-    }
-}
 
 fn spawn_listening(program: &str, args: &[&str], port: u16, hint: &str) -> Process {
     let log = std::env::temp_dir().join(format!("rtb-scorer-test-{program}-{port}.log"));
@@ -250,22 +232,6 @@ fn scorer_starts_from_ssm_parameters_and_s3_artifacts() {
     assert!(status.success(), "{status}; log:\n{}", process.log_text());
 }
 
-fn write_params(path: &Path, manifest: &str) {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let store = ParameterStore::open(path.to_str().expect("utf8"))
-            .await
-            .expect("store");
-        store
-            .put(names::MODEL_MANIFEST, manifest)
-            .await
-            .expect("put");
-    });
-}
-
 #[test]
 fn reload_under_load_fails_no_request_and_sigterm_drains() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -291,7 +257,7 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
         &vocabulary.version,
     );
     let params = dir.path().join("params.json");
-    write_params(&params, &m1);
+    put_params(&params, &[(names::MODEL_MANIFEST, &m1)]);
 
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
@@ -374,7 +340,7 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
         &vocabulary_url,
         &vocabulary.version,
     );
-    write_params(&params, &m2);
+    put_params(&params, &[(names::MODEL_MANIFEST, &m2)]);
     let (status, body) = call(
         port,
         "POST",
@@ -397,7 +363,7 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
     );
     // replaced after publishing: the manifest's sha256 no longer matches
     std::fs::write(root.join("models/m3/model.txt"), &first).expect("overwrite");
-    write_params(&params, &m3);
+    put_params(&params, &[(names::MODEL_MANIFEST, &m3)]);
     let (status, _) = call(
         port,
         "POST",
@@ -417,7 +383,7 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
         &vocabulary_url,
         &vocabulary.version,
     );
-    write_params(&params, &m4);
+    put_params(&params, &[(names::MODEL_MANIFEST, &m4)]);
     let started = Instant::now();
     loop {
         let (_, body) = call(port, "GET", "/v1/model", &[], b"").expect("model info");

@@ -9,7 +9,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use lightgbm3::{Booster, Dataset};
-use rtb_features::{CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer};
+use rtb_features::{
+    BidRequest, CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer,
+};
+use rtb_params::ParameterStore;
 
 // the process helpers every end-to-end test uses
 pub use crate::support::{binary as workspace_binary, free_port};
@@ -290,4 +293,47 @@ pub fn publish_files(
     )
     .expect("manifest file");
     format!("{base}/models/{model_id}/model-manifest.json")
+}
+
+/// Request `i` of a varied, deterministic stream: unseen and missing domains, desktop and
+/// phone user agents, a paying price on every tenth.
+pub fn request(i: usize) -> BidRequest {
+    BidRequest {
+        bid_id: format!("bid-{i}"),
+        day_of_week: 1 + (i % 7) as u8,
+        hour: (i % 24) as u8,
+        region_id: Some((i % 5).to_string()),
+        city_id: Some((i % 11).to_string()),
+        domain_id: if i % 6 == 5 {
+            None
+        } else {
+            Some(if i.is_multiple_of(4) {
+                "never-seen".into()
+            } else {
+                (i % 9).to_string()
+            })
+        },
+        advertiser_id: Some((i % 3).to_string()),
+        user_agent: Some(if i.is_multiple_of(2) {
+            "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/28.0.1500.95 Safari/537.36".into()
+        } else {
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X) AppleWebKit/536.26 (KHTML, like Gecko) Version/6.0 Mobile/10B143 Safari/8536.25".into()
+        }),
+        bidding_price: Some(300),
+        paying_price: if i.is_multiple_of(10) { Some(80) } else { None },
+    }
+}
+
+/// Writes parameters to a file-backed parameter store.
+pub fn put_params(path: &Path, pairs: &[(&str, &str)]) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let store = ParameterStore::open(path.to_str().expect("utf8"))
+            .await
+            .expect("store");
+        store.put_many(pairs).await.expect("put");
+    });
 }

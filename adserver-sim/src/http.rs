@@ -1,6 +1,7 @@
 //! The HTTP/1.1 client: one keep-alive connection per closed-loop worker, a bounded pool of them
 //! in the open loop, and failures sorted by kind. Built on hyper's connection API, so what a
-//! connection does is explicit: no hidden pool, no retries, no redirects.
+//! connection does is explicit: no hidden pool, no redirects, and one retry only for a request
+//! the server never saw (see [`Client::call`]).
 
 use std::fmt;
 use std::sync::{Mutex, PoisonError};
@@ -58,6 +59,8 @@ impl fmt::Display for CallErrorKind {
 pub struct CallError {
     pub kind: CallErrorKind,
     pub detail: String,
+    /// The connection closed before the request went out: the server never saw it.
+    pub unsent: bool,
 }
 
 impl CallError {
@@ -65,6 +68,7 @@ impl CallError {
         CallError {
             kind,
             detail: detail.into(),
+            unsent: false,
         }
     }
 }
@@ -160,8 +164,9 @@ impl Connection {
         path: &str,
         body: Bytes,
     ) -> Result<(u16, Bytes), CallError> {
-        let broken = |e: hyper::Error| {
-            CallError::new(CallErrorKind::Disconnected, format!("{method} {path}: {e}"))
+        let broken = |e: hyper::Error| CallError {
+            unsent: e.is_canceled(),
+            ..CallError::new(CallErrorKind::Disconnected, format!("{method} {path}: {e}"))
         };
         self.sender.ready().await.map_err(broken)?;
         let request = Request::builder()
@@ -195,31 +200,44 @@ pub struct Client {
 impl Client {
     /// One POST: connects first when `connection` is empty or closed, and leaves it empty when
     /// the connection cannot be trusted afterwards (broken, or abandoned mid-call).
+    ///
+    /// A reused keep-alive connection that the server closed just as the request went out
+    /// fails with a request the server never saw; like every HTTP client, the call is then sent
+    /// once more on a new connection, within the same `timeout` (and the time counts).
     pub async fn call(
         &self,
         connection: &mut Option<Connection>,
         path: &str,
         body: Bytes,
     ) -> Result<(u16, Bytes), CallError> {
-        let open = match connection.take() {
-            Some(open) if open.usable() => connection.insert(open),
-            _ => connection.insert(Connection::open(&self.target, self.connect_timeout).await?),
-        };
-        let sent = open.send(&self.target, Method::POST, path, body);
-        let outcome = tokio::time::timeout(self.timeout, sent).await;
-        match outcome {
-            Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(err)) => {
-                *connection = None;
-                Err(err)
-            }
-            Err(_) => {
-                // the response may still arrive on this connection: never reuse it
-                *connection = None;
-                Err(CallError::new(
-                    CallErrorKind::Timeout,
-                    format!("no response to POST {path} within {:?}", self.timeout),
-                ))
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let (open, reused) = match connection.take() {
+                Some(open) if open.usable() => (connection.insert(open), true),
+                _ => (
+                    connection.insert(Connection::open(&self.target, self.connect_timeout).await?),
+                    false,
+                ),
+            };
+            let sent = open.send(&self.target, Method::POST, path, body.clone());
+            match tokio::time::timeout_at(deadline, sent).await {
+                Ok(Ok(answer)) => return Ok(answer),
+                Ok(Err(err)) => {
+                    *connection = None;
+                    if reused && err.unsent {
+                        debug!(error = %err.detail, "keep-alive connection closed under the request; sending again");
+                        continue;
+                    }
+                    return Err(err);
+                }
+                Err(_) => {
+                    // the response may still arrive on this connection: never reuse it
+                    *connection = None;
+                    return Err(CallError::new(
+                        CallErrorKind::Timeout,
+                        format!("no response to POST {path} within {:?}", self.timeout),
+                    ));
+                }
             }
         }
     }

@@ -5,8 +5,6 @@
 #   its executors, at least 1 each; default 2, the cores of this machine). Ballista's default
 #   task distribution fills one executor's slots first, so 2 executors with 2 slots each would
 #   leave the second idle on a two-file job.
-#   SHARED_WORK_DIR=1 gives the executors one work dir, so shuffle reads between executors on
-#   this one box are local file reads instead of Arrow Flight fetches.
 # The same feature job on the same files, embedded and on a loopback Ballista cluster with each
 # executor count, interleaved per round. Prints wall time per run and the medians.
 set -euo pipefail
@@ -29,8 +27,7 @@ start_cluster() {  # EXECUTORS -> sets CLUSTER_URL
   for i in $(seq 1 "$1"); do
     "$BIN/rtb-executor" --scheduler-host 127.0.0.1 --scheduler-port 50150 --external-host 127.0.0.1 \
       --port $((50160 + i)) --grpc-port $((50170 + i)) --health-port $((50180 + i)) \
-      --slots "$(per_executor "$1")" --work-dir "$OUT/executor-$([ -n "${SHARED_WORK_DIR:-}" ] && echo shared || echo "$i")" \
-      >"$OUT/executor-$i.log" 2>&1 &
+      --slots "$(per_executor "$1")" --work-dir "$OUT/executor-$i" >"$OUT/executor-$i.log" 2>&1 &
     pids+=($!)
   done
   for _ in $(seq 1 300); do ready 50150 && break; sleep 0.2; done

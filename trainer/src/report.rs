@@ -153,7 +153,10 @@ pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
             .legend(line_key(GREY.into()));
         chart
             .draw_series(LineSeries::new(curve, MODEL_BLUE.stroke_width(3)))?
-            .label(format!("model (ROC AUC {:.3})", evaluation.roc_auc))
+            .label(format!(
+                "wins kept by the model (ROC AUC {:.3})",
+                evaluation.roc_auc
+            ))
             .legend(line_key(MODEL_BLUE.stroke_width(3)));
         let spend: Vec<(f64, f64)> = std::iter::once((100.0, 0.0))
             .chain(f.curve.iter().filter_map(|p| {
@@ -178,9 +181,12 @@ pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
         chart
             .draw_series(std::iter::once(Circle::new((rx, ry), 6, MARK_RED.filled())))?
             .label(format!(
-                "p >= {:.4}: keeps {:.1}% of wins, filters {:.1}% of requests",
+                "p >= {:.4}: keeps {:.1}% of wins{}, filters {:.1}% of requests",
                 r.threshold,
                 100.0 * r.wins_kept_share,
+                r.spend_kept_share
+                    .map(|s| format!(" ({:.1}% of spend)", 100.0 * s))
+                    .unwrap_or_default(),
                 100.0 * r.filtered_share
             ))
             .legend(|(x, y)| Circle::new((x + 12, y), 5, MARK_RED.filled()));

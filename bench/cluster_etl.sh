@@ -21,7 +21,8 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a
 ready() { curl -fs "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
 
 start_cluster() {  # EXECUTORS -> sets CLUSTER_URL
-  cleanup; pids=()
+  # the scheduler deletes a job's shuffle files minutes after it ends; a stopped cluster leaves them
+  cleanup; pids=(); rm -rf "$OUT"/executor-*
   "$BIN/rtb-scheduler" --port 50150 --min-ready-executors "$1" >"$OUT/scheduler.log" 2>&1 &
   pids+=($!)
   for i in $(seq 1 "$1"); do

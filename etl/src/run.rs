@@ -78,6 +78,11 @@ pub struct RunArgs {
     /// Folder for spill files (default: the system temp folder).
     #[arg(long, env = "RTB_SPILL_DIR")]
     pub spill_dir: Option<String>,
+    /// Cluster only: what each task writing shuffle output may buffer before it spills to the
+    /// executor's disk (Ballista's `ballista.shuffle.sort_based.memory_limit_per_task_bytes`,
+    /// 256MiB by default). Budget it with the executor's slots: slots x this must fit its memory.
+    #[arg(long, env = "RTB_SHUFFLE_BUFFER")]
+    pub shuffle_buffer: Option<String>,
     /// Parallelism of the query engine (default: the number of cores).
     #[arg(long, env = "RTB_PARTITIONS")]
     pub partitions: Option<usize>,
@@ -316,7 +321,13 @@ async fn session(
     let ctx = match &args.cluster {
         Some(url) => {
             // the memory pool and spill folder are the executors' own settings on a cluster
-            let config = cluster::session_config().with_target_partitions(partitions);
+            let mut config = cluster::session_config().with_target_partitions(partitions);
+            if let Some(size) = &args.shuffle_buffer {
+                config = config.set_usize(
+                    "ballista.shuffle.sort_based.memory_limit_per_task_bytes",
+                    parse_size(size)?,
+                );
+            }
             let state = cluster::session_state(config, cluster::runtime(None)?)?;
             SessionContext::remote_with_state(url, state)
                 .await

@@ -287,6 +287,9 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
             "s3://aik/cluster",
             "--cluster",
             &cluster.url(),
+            // a tiny shuffle buffer makes every shuffle writer spill: outputs must not change
+            "--shuffle-buffer",
+            "1MiB",
             "--parameter-store",
             &params("cluster-params.json"),
         ],

@@ -24,6 +24,7 @@ pub fn args(out: &str, partitions: usize) -> RunArgs {
         params: Vec::new(),
         memory_limit: "256MiB".into(),
         spill_dir: None,
+        shuffle_buffer: None,
         partitions: Some(partitions),
         cluster: None,
         parameter_store: format!("{out}/parameter-store.json"),

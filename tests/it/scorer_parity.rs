@@ -111,6 +111,7 @@ async fn scorer_encodes_and_scores_every_request_as_in_training() {
         params: Vec::new(),
         memory_limit: "256MiB".into(),
         spill_dir: None,
+        shuffle_buffer: None,
         partitions: Some(2),
         parameter_store: params.clone(),
         cluster: None,

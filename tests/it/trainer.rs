@@ -59,6 +59,7 @@ async fn committed_run(dir: &Path, store: &str) -> rtb_etl::run::Manifest {
         params: Vec::new(),
         memory_limit: "256MiB".into(),
         spill_dir: None,
+        shuffle_buffer: None,
         partitions: Some(2),
         parameter_store: store.to_owned(),
         cluster: None,

@@ -248,8 +248,6 @@ fn absolute(path: &Path) -> Result<PathBuf> {
         })
 }
 
-/// An S3 client for one bucket: credentials from the standard AWS environment, the endpoint from
-/// `RTB_S3_ENDPOINT` / `AWS_ENDPOINT_URL(_S3)` (path-style, for S3-compatible servers).
 /// Reads one object named by its whole URL or path (`s3://bucket/models/m/model.txt`,
 /// `file:///data/manifest.json`, `/data/manifest.json`).
 pub async fn get_url(url: &str) -> Result<Bytes> {
@@ -266,6 +264,8 @@ pub async fn get_url(url: &str) -> Result<Bytes> {
     Location::parse(&parent)?.get(name).await
 }
 
+/// An S3 client for one bucket: credentials from the standard AWS environment, the endpoint from
+/// `RTB_S3_ENDPOINT` / `AWS_ENDPOINT_URL(_S3)` (path-style, for S3-compatible servers).
 pub fn s3_store(bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
     let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
     let endpoint = std::env::var("RTB_S3_ENDPOINT")

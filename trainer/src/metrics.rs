@@ -334,6 +334,9 @@ pub struct Evaluation {
     pub spend: Option<f64>,
     pub thresholds: Vec<ThresholdMetrics>,
     pub filtering: Filtering,
+    /// The sorted test scores everything above came from, kept for the ROC and PR charts.
+    #[serde(skip)]
+    pub ranking: Ranking,
 }
 
 /// The bid-filtering trade-off: traffic dropped against wins kept.
@@ -388,6 +391,7 @@ pub fn evaluate(
             curve: ranking.filtering_curve(0.002),
             spend_note: prices.is_none().then_some(SPEND_NOTE),
         },
+        ranking,
     }
 }
 

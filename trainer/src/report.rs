@@ -510,7 +510,7 @@ pub struct Chart {
 
 /// All the charts, the headline first.
 pub fn charts(fitted: &Fitted, evaluation: &Evaluation, test_labels: &[f32]) -> Result<Vec<Chart>> {
-    let ranking = Ranking::new(&fitted.test_scores, test_labels);
+    let ranking = &evaluation.ranking;
     Ok(vec![
         Chart {
             file: "bid-filtering.png",
@@ -520,12 +520,12 @@ pub fn charts(fitted: &Fitted, evaluation: &Evaluation, test_labels: &[f32]) -> 
         Chart {
             file: "roc.png",
             title: "ROC curve",
-            png: roc_chart(&ranking, evaluation.roc_auc)?,
+            png: roc_chart(ranking, evaluation.roc_auc)?,
         },
         Chart {
             file: "precision-recall.png",
             title: "Precision-recall curve",
-            png: pr_chart(&ranking, evaluation.pr_auc, evaluation.win_rate)?,
+            png: pr_chart(ranking, evaluation.pr_auc, evaluation.win_rate)?,
         },
         Chart {
             file: "probability-histogram.png",

@@ -251,6 +251,14 @@ pub fn decode(
             x.extend(values[1..=FEATURES].iter().map(|column| column[row]));
         }
         if let (Some(price), Some(values)) = (price.as_mut(), values.get(FEATURES + 1)) {
+            if let Some((i, value)) = values.iter().enumerate().find(|(_, v)| **v < 0.0) {
+                return Err(TrainerError::NegativePrice {
+                    split,
+                    file: file.to_owned(),
+                    row: first_row + i + 1,
+                    value: *value,
+                });
+            }
             price.extend_from_slice(values);
         }
         first_row += rows;
@@ -505,6 +513,14 @@ pub(crate) mod tests {
                 ..
             })
         ));
+
+        let mut negative = split_columns(3);
+        negative.push((PRICE_NAME, Arc::new(Int64Array::from(vec![10, -5, 0]))));
+        let err = read_priced(negative).expect_err("negative price");
+        assert!(
+            matches!(err, TrainerError::NegativePrice { row: 2, .. }),
+            "{err}"
+        );
     }
 
     #[test]

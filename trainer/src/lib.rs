@@ -119,6 +119,16 @@ pub enum TrainerError {
         value: f64,
     },
     #[error(
+        "{split} split file {file}: PayingPrice is {value} in row {row}; a price paid cannot be \
+         negative, check the impression logs the etl read"
+    )]
+    NegativePrice {
+        split: &'static str,
+        file: String,
+        row: usize,
+        value: f64,
+    },
+    #[error(
         "{split} split file {file}: label is {value} in row {row}; labels must be 0 (no win) or \
          1 (win)"
     )]

@@ -4,7 +4,8 @@
 //! the server never saw (see [`Client::call`]).
 
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -195,6 +196,8 @@ pub struct Client {
     /// From sending the request to the end of the response.
     pub timeout: Duration,
     pub connect_timeout: Duration,
+    /// Calls re-sent on a new connection (see [`Client::call`]), shared by every clone.
+    pub resent: Arc<AtomicU64>,
 }
 
 impl Client {
@@ -225,6 +228,7 @@ impl Client {
                 Ok(Err(err)) => {
                     *connection = None;
                     if reused && err.unsent {
+                        self.resent.fetch_add(1, Ordering::Relaxed);
                         debug!(error = %err.detail, "keep-alive connection closed under the request; sending again");
                         continue;
                     }
@@ -351,6 +355,7 @@ mod tests {
             target: Target::parse(&format!("http://127.0.0.1:{port}")).expect("target"),
             timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
+            resent: Arc::default(),
         };
         let started = std::time::Instant::now();
         let err = client

@@ -2,6 +2,7 @@
 //! results.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -160,6 +161,7 @@ impl ReplayArgs {
                 target,
                 timeout: Duration::from_millis(self.timeout_ms),
                 connect_timeout: Duration::from_millis(self.connect_timeout_ms),
+                resent: Arc::default(),
             },
             model,
             warmup: seconds("warmup", self.warmup)?,
@@ -264,7 +266,8 @@ pub async fn replay(args: &ReplayArgs) -> Result<Summary> {
     );
     let measured = run::run(&settings, payloads, statsd, stop.clone()).await;
     stop.cancel();
-    let summary = measured.recorder.summary(info, loaded.report, measured.end);
+    let mut summary = measured.recorder.summary(info, loaded.report, measured.end);
+    summary.calls.resent = settings.client.resent.load(Ordering::Relaxed);
     println!("{}", report::text(&summary));
     report::write(&args.report_dir, &summary).await?;
     if summary.calls.sent > 0 && summary.calls.ok == 0 {

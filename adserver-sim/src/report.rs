@@ -71,8 +71,20 @@ pub fn text(s: &Summary) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         out,
-        "calls       {} completed: {} ok, {} failed; {:.1} calls/s achieved{intended}; {} likelihoods",
-        s.calls.sent, s.calls.ok, s.calls.failed, s.achieved_rate, s.calls.rows_scored
+        "calls       {} completed: {} ok, {} failed; {:.1} calls/s achieved{intended}; {} likelihoods{}",
+        s.calls.sent,
+        s.calls.ok,
+        s.calls.failed,
+        s.achieved_rate,
+        s.calls.rows_scored,
+        if s.calls.resent > 0 {
+            format!(
+                "; {} re-sent on a new connection (keep-alive closed by the server)",
+                s.calls.resent
+            )
+        } else {
+            String::new()
+        }
     );
     match &s.latency_ms {
         Some(l) => {

@@ -309,6 +309,7 @@ impl Recorder {
                 failed: self.failed(),
                 warmup: self.warmup_calls,
                 rows_scored: self.likelihood.count,
+                resent: 0,
             },
             achieved_rate: if measured_seconds > 0.0 {
                 calls as f64 / measured_seconds
@@ -374,6 +375,9 @@ pub struct CallCounts {
     pub warmup: u64,
     /// Likelihoods received in measured calls (`ok` times the rows per call).
     pub rows_scored: u64,
+    /// Calls (warm-up included) sent a second time because the server closed their keep-alive
+    /// connection before receiving them; each is still one call above.
+    pub resent: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

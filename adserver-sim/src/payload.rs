@@ -4,18 +4,23 @@
 //!
 //! | endpoint | path | one call carries |
 //! | --- | --- | --- |
-//! | single | `/v1/score` | one request in the original's fields |
+//! | single | `/v1/score` | one request, the line as the ETL wrote it |
 //! | batch | `/v1/score/batch` | `{"requests": [...]}` with `--batch-size` requests |
 //! | openrtb | `/v1/openrtb` | an OpenRTB 2.5 `BidRequest` with one impression |
+//!
+//! An OpenRTB call carries each field where its default OpenRTB source reads it
+//! (`rtb_features::openrtb::default_source`: `userAgent` in `device.ua`, `adSlotWidth` in
+//! `imp[0].banner.w`, ...); fields without a default source are not sent.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use clap::ValueEnum;
-use rtb_features::openrtb::{Device, Geo, Imp, Site};
-use rtb_features::{BidRequest, OpenRtbRequest};
+use rtb_features::openrtb::{Source, default_source, place};
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::error::{Result, SimError};
 use crate::http::{CallError, CallErrorKind};
+use crate::requests::Request;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -99,37 +104,48 @@ pub fn request_time(day_of_week: u8, hour: u8, offset: UtcOffset) -> String {
     )
 }
 
-/// An OpenRTB 2.5 bid request carrying the record's fields where the scorer reads them: the
-/// user agent and geo in `device`, the domain in `site`, the advertiser in `imp[0].ext`, and
-/// the day and hour as `ext.timestamp`.
-pub fn openrtb_request(request: &BidRequest, offset: UtcOffset) -> OpenRtbRequest {
-    let advertiser = request
-        .advertiser_id
-        .as_ref()
-        .map(|a| serde_json::json!({ "advertiserId": a }));
-    OpenRtbRequest {
-        id: request.bid_id.clone(),
-        imp: vec![Imp {
-            id: "1".into(),
-            bidfloor: None,
-            ext: advertiser,
-        }],
-        site: Some(Site {
-            domain: request.domain_id.clone(),
-            page: None,
-        }),
-        app: None,
-        device: Some(Device {
-            ua: request.user_agent.clone(),
-            geo: Some(Geo {
-                region: request.region_id.clone(),
-                city: request.city_id.clone(),
-            }),
-        }),
-        ext: Some(serde_json::json!({
-            "timestamp": request_time(request.day_of_week, request.hour, offset)
-        })),
+/// A request's day of week and hour, when it carries both (`dayOfWeek`, `hour`).
+fn day_hour(request: &Request) -> Option<(u8, u8)> {
+    let get = |name: &str| {
+        request
+            .get(name)?
+            .as_u64()
+            .and_then(|v| u8::try_from(v).ok())
+    };
+    Some((get("dayOfWeek")?, get("hour")?))
+}
+
+/// An OpenRTB 2.5 bid request carrying the request's fields where the scorer reads them, and
+/// its day and hour as `ext.timestamp` at `offset`.
+pub fn openrtb_request(request: &Request, offset: UtcOffset) -> Value {
+    let id = match request.get("bidId") {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) if !other.is_null() => other.to_string(),
+        _ => "request".to_owned(),
+    };
+    let mut root = Map::new();
+    root.insert("id".into(), Value::String(id));
+    root.insert("imp".into(), serde_json::json!([{ "id": "1" }]));
+    for (field, value) in request {
+        let Some(source) = default_source(field).and_then(|s| Source::parse(s).ok()) else {
+            continue;
+        };
+        if !value.is_null() {
+            place(&mut root, &source, value.clone());
+        }
     }
+    if let Some((day, hour)) = day_hour(request) {
+        let ext = root
+            .entry("ext")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(ext) = ext {
+            ext.insert(
+                "timestamp".into(),
+                Value::String(request_time(day, hour, offset)),
+            );
+        }
+    }
+    Value::Object(root)
 }
 
 /// One call's body, and what a good answer to it holds.
@@ -148,14 +164,14 @@ pub struct Payloads {
     batch_size: usize,
     /// One serialised request (or OpenRTB request) per loaded record.
     bodies: Vec<Bytes>,
-    day_hours: Vec<(u8, u8)>,
+    day_hours: Vec<Option<(u8, u8)>>,
 }
 
 impl Payloads {
     pub fn new(
         endpoint: Endpoint,
         batch_size: usize,
-        requests: &[BidRequest],
+        requests: &[Request],
         offset: UtcOffset,
     ) -> Result<Self> {
         if requests.is_empty() {
@@ -186,7 +202,7 @@ impl Payloads {
                 1
             },
             bodies,
-            day_hours: requests.iter().map(|r| (r.day_of_week, r.hour)).collect(),
+            day_hours: requests.iter().map(day_hour).collect(),
         })
     }
 
@@ -208,8 +224,11 @@ impl Payloads {
             Endpoint::Single | Endpoint::Openrtb => CallBody {
                 body: self.bodies[first as usize].clone(),
                 rows: 1,
-                day_hour: (self.endpoint == Endpoint::Openrtb)
-                    .then(|| self.day_hours[first as usize]),
+                day_hour: if self.endpoint == Endpoint::Openrtb {
+                    self.day_hours[first as usize]
+                } else {
+                    None
+                },
             },
             Endpoint::Batch => {
                 let indexes = (0..self.batch_size as u64).map(|k| ((first + k) % n) as usize);
@@ -317,18 +336,22 @@ pub fn read_answer(
 mod tests {
     use super::*;
 
-    fn request(i: u8) -> BidRequest {
-        BidRequest {
-            bid_id: format!("b{i}"),
-            day_of_week: 1 + i % 7,
-            hour: i % 24,
-            region_id: Some("344".into()),
-            city_id: Some("350".into()),
-            domain_id: Some("trqRTu".into()),
-            advertiser_id: Some("3386".into()),
-            user_agent: Some("Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X)".into()),
-            bidding_price: Some(300),
-            paying_price: None,
+    fn request(i: u8) -> Request {
+        let value = serde_json::json!({
+            "bidId": format!("b{i}"),
+            "dayOfWeek": 1 + i % 7,
+            "hour": i % 24,
+            "regionId": "344",
+            "cityId": "350",
+            "domainId": "trqRTu",
+            "advertiserId": "3386",
+            "userAgent": "Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X)",
+            "adSlotFloorPrice": 5,
+            "biddingPrice": 300,
+        });
+        match value {
+            Value::Object(map) => map,
+            _ => unreachable!("an object"),
         }
     }
 
@@ -350,34 +373,41 @@ mod tests {
 
     #[test]
     fn openrtb_requests_carry_what_the_scorer_reads_back() {
+        use rtb_features::OpenRtbRequest;
+        use rtb_features::openrtb::Context;
         let original = request(3);
-        let openrtb = openrtb_request(&original, UtcOffset(0));
-        // the scorer's own reading of it, through the shared type
-        let text = serde_json::to_string(&openrtb).expect("json");
-        let back: OpenRtbRequest = serde_json::from_str(&text).expect("reads");
-        let rows = back
-            .bid_requests(original.day_of_week, original.hour, None)
-            .expect("one imp");
-        let mut expected = original.clone();
-        expected.bid_id = "b3/1".into();
-        expected.bidding_price = None;
-        assert_eq!(rows, vec![expected]);
+        let openrtb = OpenRtbRequest::from_value(openrtb_request(&original, UtcOffset(0)))
+            .expect("a valid openrtb request");
         assert_eq!(
-            back.timestamp(),
+            openrtb.timestamp(),
             Some(rtb_features::RequestTime::Text("2013-03-13T03:30:00Z"))
         );
+        // the scorer's own reading of it, through the shared default sources
+        let context = Context {
+            day_of_week: 4,
+            hour: 3,
+            query: &[],
+        };
+        for (field, value) in &original {
+            let source = Source::parse(default_source(field).expect("default")).expect("parses");
+            let read = openrtb.value(&source, 0, &context);
+            let expected = match field.as_str() {
+                "bidId" => Some(Value::from("b3/1")),
+                _ => Some(value.clone()),
+            };
+            assert_eq!(read, expected, "{field}");
+        }
     }
 
     #[test]
     fn calls_cycle_through_the_loaded_requests() {
-        let requests: Vec<BidRequest> = (0..5).map(request).collect();
+        let requests: Vec<Request> = (0..5).map(request).collect();
         let single =
             Payloads::new(Endpoint::Single, 100, &requests, UtcOffset(0)).expect("payloads");
         assert_eq!(single.rows_per_call(), 1);
         let bid = |c: CallBody| -> String {
-            serde_json::from_slice::<BidRequest>(&c.body)
-                .expect("request")
-                .bid_id
+            let body: Value = serde_json::from_slice(&c.body).expect("request");
+            body["bidId"].as_str().expect("id").to_owned()
         };
         assert_eq!(bid(single.call(0)), "b0");
         assert_eq!(bid(single.call(7)), "b2", "cycles past the fifth");
@@ -385,7 +415,7 @@ mod tests {
         let batch = Payloads::new(Endpoint::Batch, 3, &requests, UtcOffset(0)).expect("batch");
         let call = batch.call(1);
         assert_eq!(call.rows, 3);
-        let body: serde_json::Value = serde_json::from_slice(&call.body).expect("json");
+        let body: Value = serde_json::from_slice(&call.body).expect("json");
         let ids: Vec<&str> = body["requests"]
             .as_array()
             .expect("array")
@@ -398,8 +428,8 @@ mod tests {
             Payloads::new(Endpoint::Openrtb, 9, &requests, UtcOffset(0)).expect("openrtb");
         let call = openrtb.call(2);
         assert_eq!(call.day_hour, Some((3, 2)));
-        let body: OpenRtbRequest = serde_json::from_slice(&call.body).expect("openrtb");
-        assert_eq!(body.id, "b2");
+        let body: Value = serde_json::from_slice(&call.body).expect("openrtb");
+        assert_eq!(body["id"], "b2");
         assert!(Payloads::new(Endpoint::Batch, 0, &requests, UtcOffset(0)).is_err());
     }
 

@@ -97,12 +97,13 @@ pub struct ReplayArgs {
     /// Where summary.json and report.html are written: a local folder, file:// or s3://.
     #[arg(long, env = "RTB_REPORT_DIR", default_value = "data/adserver-sim")]
     pub report_dir: String,
-    /// OpenRTB: the scorer's UTC offset (its --time-zone), so the timestamps sent read back as
-    /// each request's day of week and hour.
+    /// OpenRTB: the UTC offset of the model's time zone (the zone of its feature contract,
+    /// +08:00 for iPinYou logs, or the scorer's --time-zone), so the timestamps sent read back
+    /// as each request's day of week and hour.
     #[arg(
         long,
         env = "RTB_TIME_ZONE_OFFSET",
-        default_value = "+00:00",
+        default_value = "+08:00",
         allow_hyphen_values = true
     )]
     pub time_zone_offset: String,

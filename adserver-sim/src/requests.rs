@@ -1,6 +1,7 @@
 //! Loading the bid requests to replay: the JSON lines the ETL writes under
-//! `runs/<id>/pipeline-model/inference-data/` (one object per line, the scorer's request
-//! fields), from a local folder or file, `file://` or `s3://`.
+//! `runs/<id>/pipeline-model/inference-data/` (one object per line, the fields of the job's
+//! request, as its feature contract lists them), from a local folder or file, `file://` or
+//! `s3://`. A line is replayed as it is: the simulator needs no knowledge of the job.
 //!
 //! Files are read in name order and streamed, so loading the first 20,000 requests of a large
 //! output reads only the first megabytes. Bad input never stops the load: an unreadable file and
@@ -13,7 +14,6 @@ use std::sync::Arc;
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
-use rtb_features::BidRequest;
 use rtb_storage::Location;
 use serde::Serialize;
 use tracing::{info, warn};
@@ -43,7 +43,7 @@ pub struct LoadReport {
     /// Lines examined.
     pub lines: u64,
     pub blank: u64,
-    /// Lines that are not a valid request (not JSON, wrong fields, day or hour out of range).
+    /// Lines that are not a valid request (not a JSON object).
     pub malformed: u64,
     pub loaded: u64,
     /// The first few problems, `file:line: reason` or `file: reason`.
@@ -59,37 +59,33 @@ impl LoadReport {
     }
 }
 
+/// One request: a JSON object of request fields.
+pub type Request = serde_json::Map<String, serde_json::Value>;
+
 /// The requests loaded, in file and line order, and how loading went.
 #[derive(Debug, Clone)]
 pub struct LoadedRequests {
-    pub requests: Vec<BidRequest>,
+    pub requests: Vec<Request>,
     pub report: LoadReport,
 }
 
 /// One line to a request: `Ok(None)` for a blank line, `Err(reason)` for a malformed one.
-pub fn parse_line(line: &[u8]) -> Result<Option<BidRequest>, String> {
+pub fn parse_line(line: &[u8]) -> Result<Option<Request>, String> {
     let line = line.trim_ascii();
     if line.is_empty() {
         return Ok(None);
     }
-    let request: BidRequest = serde_json::from_slice(line).map_err(|e| e.to_string())?;
-    if !(1..=7).contains(&request.day_of_week) {
-        return Err(format!(
-            "dayOfWeek is {}; it must be 1 (Sunday) to 7 (Saturday)",
-            request.day_of_week
-        ));
+    match serde_json::from_slice::<serde_json::Value>(line).map_err(|e| e.to_string())? {
+        serde_json::Value::Object(request) => Ok(Some(request)),
+        _ => Err("not a json object of request fields".into()),
     }
-    if request.hour > 23 {
-        return Err(format!("hour is {}; it must be 0 to 23", request.hour));
-    }
-    Ok(Some(request))
 }
 
 /// Collects requests up to a limit and counts every line it is given.
 #[derive(Debug)]
 pub struct Loader {
     limit: usize,
-    requests: Vec<BidRequest>,
+    requests: Vec<Request>,
     report: LoadReport,
 }
 
@@ -350,21 +346,18 @@ mod tests {
         let request = parse_line(GOOD.as_bytes())
             .expect("valid")
             .expect("a request");
-        assert_eq!(request.bid_id, "b1");
-        assert_eq!(request.paying_price, Some(87));
+        assert_eq!(request["bidId"], "b1");
+        assert_eq!(request["payingPrice"], 87);
         assert_eq!(parse_line(b"  \r").expect("blank"), None);
-        // the ETL leaves out null columns: missing optional fields are unknown values
+        // the ETL leaves out null columns; the scorer reads them as null
         let sparse = parse_line(br#"{"bidId":"x","dayOfWeek":1,"hour":0}"#)
             .expect("valid")
             .expect("request");
-        assert_eq!(sparse.user_agent, None);
+        assert!(!sparse.contains_key("userAgent"));
         for (line, says) in [
             ("{\"bidId\":", "EOF"),
             ("not json", "expected"),
-            (r#"{"bidId":"x","dayOfWeek":1}"#, "missing field `hour`"),
-            (r#"{"bidId":"x","dayOfWeek":8,"hour":1}"#, "dayOfWeek is 8"),
-            (r#"{"bidId":"x","dayOfWeek":1,"hour":24}"#, "hour is 24"),
-            (r#"{"bidId":"x","dayOfWeek":"2","hour":1}"#, "invalid type"),
+            ("[1, 2]", "not a json object"),
         ] {
             let reason = parse_line(line.as_bytes()).expect_err(line);
             assert!(reason.contains(says), "{line}: {reason}");
@@ -375,7 +368,7 @@ mod tests {
     fn bad_lines_are_counted_and_the_counts_add_up() {
         let mut loader = Loader::new("mem://", 100);
         let text = format!(
-            "{}\n\nnot json\n{}\r\n{{\"bidId\":\"x\",\"dayOfWeek\":9,\"hour\":1}}\n{}",
+            "{}\n\nnot json\n{}\r\n[\"x\"]\n{}",
             good(1),
             good(2),
             good(3)
@@ -388,7 +381,7 @@ mod tests {
             loaded
                 .requests
                 .iter()
-                .map(|r| r.bid_id.as_str())
+                .map(|r| r["bidId"].as_str().unwrap_or_default())
                 .collect::<Vec<_>>(),
             ["b1", "b2", "b3"],
             "file order, the unterminated last line included"
@@ -401,7 +394,7 @@ mod tests {
             "{:?}",
             r.problems
         );
-        assert!(r.problems[1].starts_with("part-0.json:5: dayOfWeek is 9"));
+        assert!(r.problems[1].starts_with("part-0.json:5: not a json object"));
     }
 
     #[test]
@@ -480,7 +473,7 @@ mod tests {
         let one = load(data.join("nested/b.json").to_str().expect("utf8"), 10)
             .await
             .expect("one file");
-        assert_eq!(one.requests[0].bid_id, "b2");
+        assert_eq!(one.requests[0]["bidId"], "b2");
         let first = load(data.to_str().expect("utf8"), 1).await.expect("limit");
         assert_eq!(first.report.files_not_needed, 2);
         assert_eq!(first.report.files_read, 1);

@@ -7,19 +7,25 @@
 -- Inputs: tables `bids` and `imps` hold every column of the iPinYou layouts as strings (NULL
 -- where a season's layout lacks the column). Malformed lines were already rejected and counted.
 --
--- Each `-- step: NAME` statement becomes a table that later steps can read. The runner writes:
---   transformed         joined, unencoded rows (Parquet); `-- categorical:` columns are fitted
---                       on it, giving tables vocabulary_<Column>(label, idx) and one row
---                       vocabulary_size(<Column>, ...) holding the "unknown" index per column
---   features            label and model inputs, plus `split` (train/valid/test): one Parquet
---                       folder per split, without the split column
---   inference_requests  the requests the simulator replays (JSON lines)
+-- Each `-- step: NAME` statement becomes a table that later steps can read. Three names mean
+-- something to the runner (docs/jobs.md):
+--   transformed         joined, unencoded rows (Parquet); the `-- categorical:` columns are
+--                       fitted on it, and `encode('Column', value)` reads those vocabularies
+--   inference_requests  the request the scorer receives: its columns are the request fields,
+--                       except the label and the price, which ride along for training only.
+--                       Written as JSON lines, the requests the simulator replays
+--   features            the model inputs: scalar expressions over inference_requests. The
+--                       scorer evaluates exactly these on each request; the runner adds the
+--                       label, the price and the split (a stable hash of the key)
 -- `${name}` is replaced by the job parameter `name` (defaults below, `--param name=value`).
 --
 -- param: split_seed = 42
 -- param: train_fraction = 0.8
 -- param: valid_fraction = 0.1
 -- categorical: AdvertiserID, Domain, RegionID, CityID
+-- key: bidId
+-- label: label
+-- price: PayingPrice
 
 -- step: bids_grouped
 -- exact duplicate bid rows collapse, as in the original's GROUP BY
@@ -34,38 +40,34 @@ GROUP BY BidID, BiddingPrice, PayingPrice, UserAgent;
 
 -- step: transformed
 -- dow: Spark's dayofweek, 1 = Sunday ... 7 = Saturday; hour: Timestamp characters 9-10.
+-- A value that does not parse becomes NULL (TRY_CAST), never an aborted job.
 -- The impression side is the build side of the join: it is the small one (a few percent).
 SELECT b.BidID,
        CAST(date_part('dow', to_date(substr(b."Timestamp", 1, 8), '%Y%m%d')) AS INT) + 1 AS dow,
-       CAST(substr(b."Timestamp", 9, 2) AS INT) AS hour,
+       TRY_CAST(substr(b."Timestamp", 9, 2) AS INT) AS hour,
        b.RegionID, b.CityID, b.Domain, b.AdvertiserID,
        i.UserAgent,
-       CAST(b.BiddingPrice AS BIGINT) AS BiddingPrice,
-       CAST(i.PayingPrice AS BIGINT) AS PayingPrice,
+       TRY_CAST(b.BiddingPrice AS BIGINT) AS BiddingPrice,
+       TRY_CAST(i.PayingPrice AS BIGINT) AS PayingPrice,
        CASE WHEN i.PayingPrice IS NOT NULL THEN 1 ELSE 0 END AS label
 FROM imps_grouped i
 RIGHT JOIN bids_grouped b ON i.BidID = b.BidID;
 
--- step: features
-SELECT CAST(t.label AS INT) AS label,
-       t.dow,
-       t.hour,
-       CAST(COALESCE(va.idx, n.AdvertiserID) AS INT) AS IndexAdvertiserID,
-       CAST(COALESCE(vd.idx, n.Domain) AS INT) AS IndexDomain,
-       CAST(COALESCE(vr.idx, n.RegionID) AS INT) AS IndexRegionID,
-       CAST(COALESCE(vc.idx, n.CityID) AS INT) AS IndexCityID,
-       CAST(device_type(t.UserAgent) AS INT) AS device_type_id,
-       split_of(t.BidID, ${split_seed}, ${train_fraction}, ${valid_fraction}) AS split
-FROM transformed t
-CROSS JOIN vocabulary_size n
-LEFT JOIN vocabulary_AdvertiserID va ON t.AdvertiserID = va.label
-LEFT JOIN vocabulary_Domain vd ON t.Domain = vd.label
-LEFT JOIN vocabulary_RegionID vr ON t.RegionID = vr.label
-LEFT JOIN vocabulary_CityID vc ON t.CityID = vc.label;
-
 -- step: inference_requests
+-- the original's request fields (its Thrift BidRequest), named as its clients send them
 SELECT BidID AS "bidId", dow AS "dayOfWeek", hour AS "hour",
        RegionID AS "regionId", CityID AS "cityId", Domain AS "domainId",
        AdvertiserID AS "advertiserId", UserAgent AS "userAgent",
-       BiddingPrice AS "biddingPrice", PayingPrice AS "payingPrice"
+       BiddingPrice AS "biddingPrice",
+       label, PayingPrice
 FROM transformed;
+
+-- step: features
+SELECT "dayOfWeek" AS dow,
+       "hour" AS hour,
+       encode('AdvertiserID', "advertiserId") AS "IndexAdvertiserID",
+       encode('Domain', "domainId") AS "IndexDomain",
+       encode('RegionID', "regionId") AS "IndexRegionID",
+       encode('CityID', "cityId") AS "IndexCityID",
+       device_type("userAgent") AS device_type_id
+FROM inference_requests;

@@ -25,6 +25,7 @@ use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConve
 use crate::ingest::{RawLogScanExec, RawLogSpec, RawLogTable, ScanSpec};
 use crate::stores::StoreRegistry;
 use crate::udf;
+use datafusion::logical_expr::ScalarUDF;
 
 /// Marks our payloads so Ballista's own protobuf decoding never sees them.
 const RAW_TABLE: &[u8] = b"rtb.rawlog.table.v1:";
@@ -109,6 +110,20 @@ impl LogicalExtensionCodec for RtbLogicalCodec {
     ) -> DfResult<()> {
         self.inner.try_encode_file_format(buf, node)
     }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        match udf::decode_udf_bytes(buf)? {
+            Some(function) => Ok(function),
+            None => self.inner.try_decode_udf(name, buf),
+        }
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        if udf::encode_udf_bytes(node, buf)? {
+            return Ok(());
+        }
+        self.inner.try_encode_udf(node, buf)
+    }
 }
 
 /// Ballista's physical codec plus our raw-log scan, which carries each file's compression
@@ -150,17 +165,30 @@ impl PhysicalExtensionCodec for RtbPhysicalCodec {
         }
         self.inner.try_encode(node, buf, proto_converter)
     }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> DfResult<Arc<ScalarUDF>> {
+        match udf::decode_udf_bytes(buf)? {
+            Some(function) => Ok(function),
+            None => self.inner.try_decode_udf(name, buf),
+        }
+    }
+
+    fn try_encode_udf(&self, node: &ScalarUDF, buf: &mut Vec<u8>) -> DfResult<()> {
+        if udf::encode_udf_bytes(node, buf)? {
+            return Ok(());
+        }
+        self.inner.try_encode_udf(node, buf)
+    }
 }
 
 /// Session settings shared by client, scheduler and executors (a Ballista `ConfigProducer`).
 pub fn session_config() -> SessionConfig {
-    let mut config = SessionConfig::new_with_ballista()
-        .with_information_schema(true)
-        .with_ballista_logical_extension_codec(Arc::new(RtbLogicalCodec::default()))
-        .with_ballista_physical_extension_codec(Arc::new(RtbPhysicalCodec::default()));
-    // iPinYou columns are CamelCase; keep identifiers as written so jobs read like the original
-    config.options_mut().sql_parser.enable_ident_normalization = false;
-    config
+    rtb_expr::sql_config(
+        SessionConfig::new_with_ballista()
+            .with_information_schema(true)
+            .with_ballista_logical_extension_codec(Arc::new(RtbLogicalCodec::default()))
+            .with_ballista_physical_extension_codec(Arc::new(RtbPhysicalCodec::default())),
+    )
 }
 
 /// A runtime serving `file://` and `s3://`, spilling under `spill_dir` when given.

@@ -76,23 +76,7 @@ impl InputFile {
     }
 }
 
-/// What reading one input found. `lines = accepted + rejected` always holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileReport {
-    pub url: String,
-    pub kind: LogKind,
-    pub compression: Compression,
-    /// e.g. `bid/season23`, `imp/season23+2` (two extra trailing columns dropped).
-    pub layout: String,
-    pub lines: u64,
-    pub accepted: u64,
-    pub rejected: u64,
-    pub rejected_by_reason: BTreeMap<RejectReason, u64>,
-    /// Accepted rows from which extra trailing columns were dropped.
-    pub rows_with_extra_columns_dropped: u64,
-    /// Process that read the file: the client when embedded, an executor on a cluster.
-    pub reader_pid: u32,
-}
+pub use rtb_features::FileReport;
 
 /// Where a run's scans leave their per-file reports and rejected lines.
 pub fn report_name(file: &InputFile) -> String {

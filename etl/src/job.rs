@@ -6,8 +6,13 @@
 //! -- categorical: AdvertiserID, Domain
 //! -- step: transformed
 //! SELECT ... FROM bids ...;
+//! -- step: inference_requests
+//! SELECT BidID AS bidId, ..., label FROM transformed;
+//! -- step: features
+//! SELECT hour, encode('Domain', domainId) AS IndexDomain FROM inference_requests;
 //! ```
-//! `${name}` in a step is replaced by the parameter `name`. See `etl/jobs/bid-filtering.sql`.
+//! `${name}` in a step is replaced by the parameter `name`. See `etl/jobs/bid-filtering.sql`
+//! and `docs/jobs.md`.
 
 use std::collections::BTreeMap;
 
@@ -32,11 +37,45 @@ pub enum JobError {
     BadParamValue { name: String, value: String },
     #[error("--param {0:?} must look like name=value")]
     BadParamArg(String),
+    #[error(
+        "job has no `-- step: {0}`; a job needs transformed (the joined rows), inference_requests (the request) and features (the model inputs over the request), see docs/jobs.md"
+    )]
+    MissingStep(&'static str),
+    #[error(
+        "job steps must come in the order transformed, inference_requests, features (other steps may sit between them)"
+    )]
+    StepOrder,
+}
+
+/// What the runner does with a step's result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepRole {
+    /// Any other name: a table later steps read.
+    View,
+    /// `transformed`: joined, unencoded rows, written as Parquet; the vocabulary is fitted on it.
+    Transformed,
+    /// `inference_requests`: one row per request, its columns the request fields (plus the
+    /// label and price, which ride along for training and are not request fields).
+    Requests,
+    /// `features`: the model inputs, scalar expressions over `inference_requests`.
+    Features,
+}
+
+impl StepRole {
+    pub fn of(name: &str) -> StepRole {
+        match name {
+            "transformed" => StepRole::Transformed,
+            "inference_requests" => StepRole::Requests,
+            "features" => StepRole::Features,
+            _ => StepRole::View,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
     pub name: String,
+    pub role: StepRole,
     pub sql: String,
 }
 
@@ -45,6 +84,17 @@ pub struct Job {
     pub name: String,
     pub params: BTreeMap<String, String>,
     pub categorical: Vec<String>,
+    /// The request field that identifies a request (`-- key:`, default `bidId`).
+    pub key: String,
+    /// The `inference_requests` column holding the label (`-- label:`, default `label`).
+    pub label: String,
+    /// The `inference_requests` column holding the price paid (`-- price:`); by default
+    /// `PayingPrice` when the step has it.
+    pub price: Option<String>,
+    /// `-- openrtb: field = source` lines, added to the default sources.
+    pub openrtb: BTreeMap<String, String>,
+    /// The zone of the logs' timestamps (`-- time-zone:`, default Asia/Shanghai, iPinYou's).
+    pub time_zone: String,
     pub steps: Vec<Step>,
 }
 
@@ -67,6 +117,11 @@ impl Job {
             name: "job".into(),
             params: BTreeMap::new(),
             categorical: Vec::new(),
+            key: "bidId".into(),
+            label: "label".into(),
+            price: None,
+            openrtb: BTreeMap::new(),
+            time_zone: "Asia/Shanghai".into(),
             steps: Vec::new(),
         };
         let mut current: Option<Step> = None;
@@ -93,6 +148,7 @@ impl Job {
                 }
                 current = Some(Step {
                     name: name.to_owned(),
+                    role: StepRole::of(name),
                     sql: String::new(),
                 });
                 continue;
@@ -122,6 +178,34 @@ impl Job {
                     });
                 }
                 job.params.insert(name.to_owned(), value.to_owned());
+            } else if let Some((directive, value)) = ["key:", "label:", "price:"]
+                .iter()
+                .find_map(|p| d.strip_prefix(p).map(|v| (*p, v.trim())))
+            {
+                if !is_identifier(value) {
+                    return Err(syntax(format!(
+                        "`-- {directive}` names a column; {value:?} is not an identifier"
+                    )));
+                }
+                match directive {
+                    "key:" => job.key = value.to_owned(),
+                    "label:" => job.label = value.to_owned(),
+                    _ => job.price = Some(value.to_owned()),
+                }
+            } else if let Some(zone) = d.strip_prefix("time-zone:") {
+                job.time_zone = zone.trim().to_owned();
+            } else if let Some(mapping) = d.strip_prefix("openrtb:") {
+                let (field, source) = mapping.split_once('=').ok_or_else(|| {
+                    syntax("write an openrtb source as `-- openrtb: field = device.ua`".into())
+                })?;
+                let (field, source) = (field.trim(), source.trim());
+                if !is_identifier(field) {
+                    return Err(syntax(format!(
+                        "openrtb field {field:?} must be an identifier"
+                    )));
+                }
+                rtb_features::openrtb::Source::parse(source).map_err(|e| syntax(e.to_string()))?;
+                job.openrtb.insert(field.to_owned(), source.to_owned());
             } else if let Some(columns) = d.strip_prefix("categorical:") {
                 job.categorical = columns
                     .split(',')
@@ -217,6 +301,45 @@ impl Job {
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
     }
+
+    pub fn step_of(&self, role: StepRole) -> Option<&Step> {
+        self.steps.iter().find(|s| s.role == role)
+    }
+
+    /// A parameter as a number, or `default` when the job does not set it.
+    pub fn number(&self, name: &str, default: f64) -> Result<f64, JobError> {
+        match self.params.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|_| JobError::BadParamValue {
+                name: name.to_owned(),
+                value: v.clone(),
+            }),
+        }
+    }
+
+    /// Checks what can be checked without planning: the three steps the runner needs, in an
+    /// order where each reads the one before.
+    pub fn check_roles(&self) -> Result<(), JobError> {
+        let position = |role| self.steps.iter().position(|s| s.role == role);
+        let (t, r, f) = (
+            position(StepRole::Transformed),
+            position(StepRole::Requests),
+            position(StepRole::Features),
+        );
+        for (found, name) in [
+            (t, "transformed"),
+            (r, "inference_requests"),
+            (f, "features"),
+        ] {
+            if found.is_none() {
+                return Err(JobError::MissingStep(name));
+            }
+        }
+        if !(t < r && r < f) {
+            return Err(JobError::StepOrder);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -238,15 +361,45 @@ mod tests {
                 "bids_grouped",
                 "imps_grouped",
                 "transformed",
-                "features",
-                "inference_requests"
+                "inference_requests",
+                "features"
             ]
         );
         assert_eq!(job.params.get("split_seed").map(String::as_str), Some("42"));
-        let features = job.step("features").expect("features");
+        assert_eq!((job.key.as_str(), job.label.as_str()), ("bidId", "label"));
+        assert_eq!(job.price.as_deref(), Some("PayingPrice"));
+        assert_eq!(job.time_zone, "Asia/Shanghai");
+        job.check_roles().expect("the three steps, in order");
+        let features = job.step_of(StepRole::Features).expect("features");
         let sql = job.render(features).expect("renders");
-        assert!(sql.contains("split_of(t.BidID, 42, 0.8, 0.1)"), "{sql}");
+        assert!(sql.contains("encode('Domain', \"domainId\")"), "{sql}");
         assert!(!sql.ends_with(';'));
+    }
+
+    #[test]
+    fn roles_directives_and_their_mistakes() {
+        let job = Job::parse(
+            "-- key: id\n-- openrtb: slot = imp.banner.pos\n-- time-zone: UTC\n-- step: features\nSELECT 1 AS a FROM inference_requests;\n-- step: transformed\nSELECT 1;\n-- step: inference_requests\nSELECT 1 AS id;",
+        )
+        .expect("parses");
+        assert_eq!(job.key, "id");
+        assert_eq!(job.openrtb["slot"], "imp.banner.pos");
+        assert_eq!(job.check_roles(), Err(JobError::StepOrder));
+        let no_requests =
+            Job::parse("-- step: transformed\nSELECT 1;\n-- step: features\nSELECT 1;")
+                .expect("parses");
+        assert_eq!(
+            no_requests.check_roles(),
+            Err(JobError::MissingStep("inference_requests"))
+        );
+        assert!(matches!(
+            Job::parse("-- openrtb: slot = imp\n-- step: a\nSELECT 1"),
+            Err(JobError::Syntax { line: 1, .. })
+        ));
+        assert!(matches!(
+            Job::parse("-- key: bid id\n-- step: a\nSELECT 1"),
+            Err(JobError::Syntax { line: 1, .. })
+        ));
     }
 
     #[test]

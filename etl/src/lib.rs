@@ -7,4 +7,6 @@ pub mod ingest;
 pub mod job;
 pub mod run;
 pub mod stores;
-pub mod udf;
+
+/// The feature functions jobs call, shared with the scorer.
+pub use rtb_expr::udf;

@@ -1,133 +1,135 @@
-//! The parts of an OpenRTB 2.5 / 2.6 `BidRequest` the bid-filtering model reads, and how they
-//! become one [`BidRequest`] per impression.
+//! OpenRTB 2.5 / 2.6 bid requests as feature-job requests: one request row per impression,
+//! each request field read from where the contract's `openrtb` mapping says.
 //!
-//! No maintained Rust crate covers OpenRTB 2.6, and the model needs five fields, so these types
-//! hold only those (plus ids for the response). Everything else an exchange sends (unknown
-//! fields, `ext` objects, 2.6 additions) is accepted and ignored, and the fields we read accept a
-//! number where the spec says string, as exchanges send both.
+//! A source is one or more alternatives separated by `|`, the first present one wins:
+//! - a dotted path from the top of the bid request (`device.geo.region`, `site.domain`), or
+//!   from the impression being scored when it starts with `imp.` (`imp.bidfloor`,
+//!   `imp.banner.w`, `imp.ext.advertiserId`);
+//! - `@id`: `<request id>/<imp id>`;
+//! - `@day_of_week` (1 = Sunday) and `@hour`: the request's time (`ext.timestamp`, epoch
+//!   milliseconds or RFC 3339; else the time it arrived) in the contract's time zone;
+//! - `@query.NAME`: the scoring call's query-string parameter `NAME`.
 //!
-//! | model input | OpenRTB field |
-//! | --- | --- |
-//! | user agent | `device.ua` |
-//! | region, city | `device.geo.region`, `device.geo.city` |
-//! | domain | `site.domain`, else `app.bundle` |
-//! | advertiser | `imp[].ext.advertiserId`, else `ext.advertiserId`, else the caller's default |
-//! | day of week, hour | not in OpenRTB: the caller derives them from a time (see [`OpenRtbRequest::timestamp`]) |
+//! Fields the kit's jobs use have default sources ([`default_source`]); a job adds or replaces
+//! one with `-- openrtb: field = source`. Everything else an exchange sends is ignored.
 
-use serde::de::{self, Deserializer};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use thiserror::Error;
-
-use crate::request::BidRequest;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum OpenRtbError {
     #[error("imp is empty; an openrtb bid request has at least one impression")]
     NoImpressions,
+    #[error("an openrtb bid request is a json object with id and imp")]
+    NotAnObject,
+    #[error("id must be a string or a number")]
+    BadId,
+    #[error("imp must be an array of objects with an id")]
+    BadImp,
+    #[error(
+        "openrtb source {0:?} is not a path (device.ua, imp.bidfloor), @id, @day_of_week, @hour or @query.NAME"
+    )]
+    BadSource(String),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct OpenRtbRequest {
-    #[serde(deserialize_with = "string_or_number")]
-    pub id: String,
-    pub imp: Vec<Imp>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub site: Option<Site>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<App>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub device: Option<Device>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ext: Option<Value>,
+/// The default source of a request field named as in the kit's jobs.
+pub fn default_source(field: &str) -> Option<&'static str> {
+    Some(match field {
+        "bidId" => "@id",
+        "dayOfWeek" => "@day_of_week",
+        "hour" => "@hour",
+        "regionId" => "device.geo.region",
+        "cityId" => "device.geo.city",
+        "domainId" => "site.domain | app.bundle",
+        "advertiserId" => "imp.ext.advertiserId | ext.advertiserId | @query.advertiserId",
+        "userAgent" => "device.ua",
+        "ip" => "device.ip",
+        "url" => "site.page",
+        "adExchange" => "ext.adExchange",
+        "adSlotId" => "imp.tagid",
+        "adSlotWidth" => "imp.banner.w",
+        "adSlotHeight" => "imp.banner.h",
+        "adSlotVisibility" => "imp.ext.visibility",
+        "adSlotFormat" => "imp.ext.format",
+        "adSlotFloorPrice" => "imp.bidfloor",
+        "biddingPrice" => "imp.ext.biddingPrice",
+        _ => return None,
+    })
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Imp {
-    #[serde(deserialize_with = "string_or_number")]
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bidfloor: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ext: Option<Value>,
+/// One alternative of a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Part {
+    Id,
+    DayOfWeek,
+    Hour,
+    Query(String),
+    /// A path from the top, or (`imp: true`) from the impression.
+    Path {
+        imp: bool,
+        keys: Vec<String>,
+    },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Site {
-    #[serde(default, deserialize_with = "opt_string_or_number")]
-    pub domain: Option<String>,
-    #[serde(default, deserialize_with = "opt_string_or_number")]
-    pub page: Option<String>,
-}
+/// A parsed source: its alternatives in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source(pub Vec<Part>);
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct App {
-    #[serde(default, deserialize_with = "opt_string_or_number")]
-    pub bundle: Option<String>,
-    #[serde(default, deserialize_with = "opt_string_or_number")]
-    pub domain: Option<String>,
-}
+impl Source {
+    pub fn parse(text: &str) -> Result<Source, OpenRtbError> {
+        let bad = || OpenRtbError::BadSource(text.to_owned());
+        let mut parts = Vec::new();
+        for alt in text.split('|').map(str::trim) {
+            let part = match alt {
+                "@id" => Part::Id,
+                "@day_of_week" => Part::DayOfWeek,
+                "@hour" => Part::Hour,
+                _ if alt.starts_with("@query.") && alt.len() > 7 => {
+                    Part::Query(alt[7..].to_owned())
+                }
+                _ => {
+                    let keys: Vec<String> = alt.split('.').map(str::to_owned).collect();
+                    if keys.iter().any(|k| {
+                        k.is_empty()
+                            || !k
+                                .chars()
+                                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    }) {
+                        return Err(bad());
+                    }
+                    match keys.split_first() {
+                        Some((first, rest)) if first == "imp" && !rest.is_empty() => Part::Path {
+                            imp: true,
+                            keys: rest.to_vec(),
+                        },
+                        Some((first, _)) if first == "imp" => return Err(bad()),
+                        _ => Part::Path { imp: false, keys },
+                    }
+                }
+            };
+            parts.push(part);
+        }
+        if parts.is_empty() {
+            return Err(bad());
+        }
+        Ok(Source(parts))
+    }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Device {
-    #[serde(default, deserialize_with = "opt_string_or_number")]
-    pub ua: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub geo: Option<Geo>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Geo {
-    #[serde(default, deserialize_with = "opt_string_or_number")]
-    pub region: Option<String>,
-    #[serde(default, deserialize_with = "opt_string_or_number")]
-    pub city: Option<String>,
-}
-
-/// A string, or a number written as its decimal text (`"region": 1` reads as `"1"`).
-fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
-    match Value::deserialize(deserializer)? {
-        Value::String(s) => Ok(s),
-        Value::Number(n) => Ok(n.to_string()),
-        other => Err(de::Error::invalid_type(
-            unexpected(&other),
-            &"a string or a number",
-        )),
+    /// Where a simulator puts a value so that this source reads it back: the first path
+    /// alternative (the top-level request id for `@id`).
+    pub fn first_path(&self) -> Option<(bool, &[String])> {
+        self.0.iter().find_map(|p| match p {
+            Part::Path { imp, keys } => Some((*imp, keys.as_slice())),
+            _ => None,
+        })
     }
 }
 
-fn opt_string_or_number<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<String>, D::Error> {
-    match Value::deserialize(deserializer)? {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(s)),
-        Value::Number(n) => Ok(Some(n.to_string())),
-        other => Err(de::Error::invalid_type(
-            unexpected(&other),
-            &"a string, a number or null",
-        )),
-    }
-}
-
-fn unexpected(value: &Value) -> de::Unexpected<'_> {
-    match value {
-        Value::Null => de::Unexpected::Unit,
-        Value::Bool(b) => de::Unexpected::Bool(*b),
-        Value::Number(_) => de::Unexpected::Other("number"),
-        Value::String(s) => de::Unexpected::Str(s),
-        Value::Array(_) => de::Unexpected::Seq,
-        Value::Object(_) => de::Unexpected::Map,
-    }
-}
-
-/// A text field of an `ext` object: a string, or a number's decimal text.
-fn ext_text<'a>(ext: Option<&'a Value>, key: &str) -> Option<std::borrow::Cow<'a, str>> {
-    match ext?.get(key)? {
-        Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
-        Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
-        _ => None,
-    }
+/// What the caller knows beyond the body: the day and hour of the request's time, the query.
+pub struct Context<'a> {
+    pub day_of_week: u8,
+    pub hour: u8,
+    pub query: &'a [(String, String)],
 }
 
 /// When the bid request was made, as the exchange states it in `ext.timestamp`: epoch
@@ -138,10 +140,53 @@ pub enum RequestTime<'a> {
     Text(&'a str),
 }
 
+/// A decoded OpenRTB bid request: its id and impressions checked, the rest kept as json.
+#[derive(Debug, Clone)]
+pub struct OpenRtbRequest {
+    pub id: String,
+    pub imp_ids: Vec<String>,
+    root: Map<String, Value>,
+}
+
+fn id_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
 impl OpenRtbRequest {
+    pub fn from_value(value: Value) -> Result<Self, OpenRtbError> {
+        let Value::Object(root) = value else {
+            return Err(OpenRtbError::NotAnObject);
+        };
+        let id = root
+            .get("id")
+            .and_then(id_text)
+            .ok_or(OpenRtbError::BadId)?;
+        let imps = root
+            .get("imp")
+            .and_then(Value::as_array)
+            .ok_or(OpenRtbError::BadImp)?;
+        if imps.is_empty() {
+            return Err(OpenRtbError::NoImpressions);
+        }
+        let imp_ids = imps
+            .iter()
+            .map(|imp| imp.get("id").and_then(id_text))
+            .collect::<Option<Vec<_>>>()
+            .ok_or(OpenRtbError::BadImp)?;
+        Ok(OpenRtbRequest { id, imp_ids, root })
+    }
+
+    pub fn imps(&self) -> usize {
+        self.imp_ids.len()
+    }
+
     /// `ext.timestamp`, when present and a number or a string.
     pub fn timestamp(&self) -> Option<RequestTime<'_>> {
-        match self.ext.as_ref()?.get("timestamp")? {
+        match self.root.get("ext")?.get("timestamp")? {
             Value::Number(n) => n
                 .as_i64()
                 .or_else(|| n.as_f64().map(|f| f as i64))
@@ -151,52 +196,77 @@ impl OpenRtbRequest {
         }
     }
 
-    /// The domain the ad would show on: `site.domain`, else `app.bundle`.
-    pub fn domain(&self) -> Option<&str> {
-        self.site
-            .as_ref()
-            .and_then(|s| s.domain.as_deref())
-            .or_else(|| self.app.as_ref().and_then(|a| a.bundle.as_deref()))
-    }
-
-    /// One model request per impression, in `imp` order. `day_of_week` (1 = Sunday) and `hour`
-    /// come from the caller, who knows the time zone the model was trained in;
-    /// `default_advertiser` applies to impressions whose `ext` names none.
-    pub fn bid_requests(
-        &self,
-        day_of_week: u8,
-        hour: u8,
-        default_advertiser: Option<&str>,
-    ) -> Result<Vec<BidRequest>, OpenRtbError> {
-        if self.imp.is_empty() {
-            return Err(OpenRtbError::NoImpressions);
+    /// The value `source` names for impression `imp`; `None` when no alternative is present
+    /// (json null counts as absent).
+    pub fn value(&self, source: &Source, imp: usize, context: &Context<'_>) -> Option<Value> {
+        for part in &source.0 {
+            let found = match part {
+                Part::Id => Some(Value::String(format!(
+                    "{}/{}",
+                    self.id,
+                    self.imp_ids.get(imp)?
+                ))),
+                Part::DayOfWeek => Some(Value::from(context.day_of_week)),
+                Part::Hour => Some(Value::from(context.hour)),
+                Part::Query(name) => context
+                    .query
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| Value::String(v.clone())),
+                Part::Path { imp: in_imp, keys } => self.path(*in_imp, keys, imp),
+            };
+            if found.is_some() {
+                return found;
+            }
         }
-        let device = self.device.as_ref();
-        let geo = device.and_then(|d| d.geo.as_ref());
-        let request_advertiser = ext_text(self.ext.as_ref(), "advertiserId");
-        Ok(self
-            .imp
-            .iter()
-            .map(|imp| {
-                let advertiser = ext_text(imp.ext.as_ref(), "advertiserId")
-                    .or_else(|| request_advertiser.clone())
-                    .map(|a| a.into_owned())
-                    .or_else(|| default_advertiser.map(str::to_owned));
-                BidRequest {
-                    bid_id: format!("{}/{}", self.id, imp.id),
-                    day_of_week,
-                    hour,
-                    region_id: geo.and_then(|g| g.region.clone()),
-                    city_id: geo.and_then(|g| g.city.clone()),
-                    domain_id: self.domain().map(str::to_owned),
-                    advertiser_id: advertiser,
-                    user_agent: device.and_then(|d| d.ua.clone()),
-                    bidding_price: None,
-                    paying_price: None,
-                }
-            })
-            .collect())
+        None
     }
+}
+
+impl OpenRtbRequest {
+    fn path(&self, in_imp: bool, keys: &[String], imp: usize) -> Option<Value> {
+        let (mut at, rest) = if in_imp {
+            (self.root.get("imp")?.get(imp)?, keys)
+        } else {
+            (self.root.get(keys.first()?)?, &keys[1..])
+        };
+        for key in rest {
+            at = at.get(key)?;
+        }
+        (!at.is_null()).then(|| at.clone())
+    }
+}
+
+/// Places `value` where `source` reads it from, in an OpenRTB request with one impression
+/// under construction (`root`); used by the simulator to replay request rows as OpenRTB.
+pub fn place(root: &mut Map<String, Value>, source: &Source, value: Value) {
+    let Some((in_imp, keys)) = source.first_path() else {
+        return;
+    };
+    let mut at: &mut Map<String, Value> = if in_imp {
+        let imps = root
+            .entry("imp")
+            .or_insert_with(|| Value::Array(vec![Value::Object(Map::new())]));
+        match imps.as_array_mut().and_then(|a| a.first_mut()) {
+            Some(Value::Object(imp)) => imp,
+            _ => return,
+        }
+    } else {
+        root
+    };
+    let Some((last, parents)) = keys.split_last() else {
+        return;
+    };
+    for key in parents {
+        let next = at
+            .entry(key.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+        match next {
+            Value::Object(map) => at = map,
+            _ => return,
+        }
+    }
+    at.insert(last.clone(), value);
 }
 
 #[cfg(test)]
@@ -210,99 +280,125 @@ mod tests {
         "imp": [
             {"id": "1", "bidfloor": 0.03, "banner": {"w": 300, "h": 250, "pos": 0},
              "ext": {"advertiserId": 3358}},
-            {"id": "2", "video": {"mimes": ["video/mp4"]}}
+            {"id": 2, "video": {"mimes": ["video/mp4"]}}
         ],
-        "site": {"id": "102855", "domain": "trqRTuT-GNTYJNKbuKz", "cat": ["IAB3-1"],
-                 "publisher": {"id": "8953", "name": "foobar.com"}},
-        "device": {"ua": "Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X) AppleWebKit/536.26 (KHTML, like Gecko) Version/6.0 Mobile/10B143 Safari/8536.25",
-                   "ip": "123.145.167.10", "devicetype": 1,
-                   "geo": {"country": "CHN", "region": 1, "city": "5", "lat": 35.012345, "ext": {"x": 1}}},
-        "user": {"id": "55816b39711f9b5acf3b90e313ed29e51665623f"},
-        "regs": {"ext": {"gdpr": 0}},
-        "source": {"schain": {"complete": 1, "nodes": []}},
+        "site": {"id": "102855", "domain": "trqRTuT-GNTYJNKbuKz", "cat": ["IAB3-1"]},
+        "device": {"ua": "Mozilla/5.0 (iPhone)", "ip": "123.145.167.10",
+                   "geo": {"country": "CHN", "region": 1, "city": "5"}},
         "ext": {"advertiserId": "1458", "timestamp": 1363000000000, "anything": [1, 2, 3]}
     }"#;
 
+    fn get(request: &OpenRtbRequest, field: &str, imp: usize) -> Option<Value> {
+        let source = Source::parse(default_source(field).expect("default")).expect("parses");
+        let query = vec![("advertiserId".to_owned(), "9999".to_owned())];
+        let context = Context {
+            day_of_week: 2,
+            hour: 13,
+            query: &query,
+        };
+        request.value(&source, imp, &context)
+    }
+
     #[test]
-    fn reads_a_full_request_and_ignores_what_it_does_not_need() {
-        let request: OpenRtbRequest = serde_json::from_str(SAMPLE).expect("parses");
+    fn reads_a_full_request_through_the_default_sources() {
+        let request =
+            OpenRtbRequest::from_value(serde_json::from_str(SAMPLE).expect("json")).expect("ok");
         assert_eq!(
             request.timestamp(),
             Some(RequestTime::EpochMillis(1_363_000_000_000))
         );
-        let rows = request.bid_requests(2, 13, Some("9999")).expect("imps");
-        assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0].bid_id, "80ce30c53c16e6ede735f123ef6e32361bfc7b22/1");
+        assert_eq!(request.imp_ids, ["1", "2"]);
         assert_eq!(
-            rows[0].advertiser_id.as_deref(),
-            Some("3358"),
+            get(&request, "bidId", 1),
+            Some(Value::from("80ce30c53c16e6ede735f123ef6e32361bfc7b22/2"))
+        );
+        assert_eq!(
+            get(&request, "advertiserId", 0),
+            Some(Value::from(3358)),
             "imp ext wins"
         );
         assert_eq!(
-            rows[1].advertiser_id.as_deref(),
-            Some("1458"),
+            get(&request, "advertiserId", 1),
+            Some(Value::from("1458")),
             "then request ext"
         );
-        assert_eq!(rows[0].region_id.as_deref(), Some("1"));
-        assert_eq!(rows[0].city_id.as_deref(), Some("5"));
-        assert_eq!(rows[0].domain_id.as_deref(), Some("trqRTuT-GNTYJNKbuKz"));
-        assert_eq!(rows[0].device_type(), crate::DeviceType::Smartphone);
-        assert_eq!((rows[1].day_of_week, rows[1].hour), (2, 13));
-    }
-
-    #[test]
-    fn apps_use_their_bundle_and_a_bare_request_is_all_unknown() {
-        let app = r#"{"id":"r","imp":[{"id":"i"}],"app":{"bundle":"com.example.game"}}"#;
-        let request: OpenRtbRequest = serde_json::from_str(app).expect("parses");
-        let rows = request.bid_requests(1, 0, None).expect("one imp");
-        assert_eq!(rows[0].domain_id.as_deref(), Some("com.example.game"));
-        assert_eq!(rows[0].advertiser_id, None);
-        assert_eq!(rows[0].user_agent, None);
-        let none: OpenRtbRequest = serde_json::from_str(r#"{"id":"r","imp":[]}"#).expect("parses");
+        assert_eq!(get(&request, "regionId", 0), Some(Value::from(1)));
+        assert_eq!(get(&request, "adSlotWidth", 0), Some(Value::from(300)));
+        assert_eq!(get(&request, "adSlotWidth", 1), None);
+        assert_eq!(get(&request, "hour", 1), Some(Value::from(13)));
+        let bare = OpenRtbRequest::from_value(serde_json::json!({"id": "r", "imp": [{"id": "i"}]}))
+            .expect("ok");
         assert_eq!(
-            none.bid_requests(1, 0, None),
-            Err(OpenRtbError::NoImpressions)
+            get(&bare, "advertiserId", 0),
+            Some(Value::from("9999")),
+            "then the query"
         );
+        assert_eq!(get(&bare, "userAgent", 0), None);
     }
 
     #[test]
-    fn wrong_types_are_named() {
-        let err = serde_json::from_str::<OpenRtbRequest>(
-            r#"{"id":"r","imp":[{"id":"i"}],"device":{"ua":["x"]}}"#,
-        )
-        .expect_err("ua must be text");
-        assert!(
-            err.to_string().contains("a string, a number or null"),
-            "{err}"
+    fn bad_requests_and_sources_are_named() {
+        let bad = |v: Value| OpenRtbRequest::from_value(v).expect_err("bad");
+        assert_eq!(
+            bad(serde_json::json!({"id": "r", "imp": []})),
+            OpenRtbError::NoImpressions
         );
-        let err = serde_json::from_str::<OpenRtbRequest>(r#"{"id":"r"}"#).expect_err("no imp");
-        assert!(err.to_string().contains("missing field `imp`"), "{err}");
+        assert_eq!(bad(serde_json::json!([1])), OpenRtbError::NotAnObject);
+        assert_eq!(
+            bad(serde_json::json!({"imp": [{"id": "1"}]})),
+            OpenRtbError::BadId
+        );
+        assert_eq!(
+            bad(serde_json::json!({"id": "r", "imp": [{}]})),
+            OpenRtbError::BadImp
+        );
+        for source in ["", "imp", "a..b", "@nope", "device.u a"] {
+            assert!(Source::parse(source).is_err(), "{source}");
+        }
+    }
+
+    #[test]
+    fn placed_values_read_back() {
+        let mut root = Map::new();
+        root.insert("id".into(), Value::from("r"));
+        for (field, value) in [
+            ("userAgent", Value::from("ua")),
+            ("advertiserId", Value::from("1458")),
+            ("adSlotFloorPrice", Value::from(5)),
+            ("domainId", Value::from("d")),
+        ] {
+            let source = Source::parse(default_source(field).expect("default")).expect("parses");
+            place(&mut root, &source, value);
+        }
+        root.get_mut("imp").expect("imp")[0]
+            .as_object_mut()
+            .expect("object")
+            .insert("id".into(), Value::from("1"));
+        let request = OpenRtbRequest::from_value(Value::Object(root)).expect("ok");
+        assert_eq!(get(&request, "userAgent", 0), Some(Value::from("ua")));
+        assert_eq!(get(&request, "advertiserId", 0), Some(Value::from("1458")));
+        assert_eq!(get(&request, "adSlotFloorPrice", 0), Some(Value::from(5)));
+        assert_eq!(get(&request, "domainId", 0), Some(Value::from("d")));
     }
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
-        /// Arbitrary bytes never panic the decoders.
-        #[test]
-        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
-            if let Ok(request) = serde_json::from_slice::<OpenRtbRequest>(&bytes) {
-                let _ = request.bid_requests(1, 0, None);
-                let _ = request.timestamp();
-            }
-            if let Ok(request) = serde_json::from_slice::<BidRequest>(&bytes) {
-                let _ = request.device_type();
-            }
-        }
-
-        /// Mutations of a real request (a byte replaced, cut short) never panic either.
+        /// Mutations of a real request (a byte replaced, cut short) never panic.
         #[test]
         fn mutated_requests_never_panic(at in 0usize..2000, byte in any::<u8>(), cut in 0usize..2000) {
             let mut bytes = SAMPLE.as_bytes().to_vec();
             let at = at % bytes.len();
             bytes[at] = byte;
             bytes.truncate(cut.max(1));
-            if let Ok(request) = serde_json::from_slice::<OpenRtbRequest>(&bytes) {
-                let _ = request.bid_requests(7, 23, Some("a"));
+            if let Ok(value) = serde_json::from_slice::<Value>(&bytes)
+                && let Ok(request) = OpenRtbRequest::from_value(value)
+            {
+                for field in ["bidId", "advertiserId", "adSlotWidth", "userAgent"] {
+                    let _ = get(&request, field, 0);
+                    let _ = get(&request, field, 5);
+                }
+                let _ = request.timestamp();
             }
         }
     }

@@ -19,50 +19,8 @@ pub enum VocabularyError {
         "vocabulary version {stated} does not match its content (hash {actual}); the file was edited or truncated, re-run the etl"
     )]
     VersionMismatch { stated: String, actual: String },
-    #[error("vocabulary lacks column {0}; it was written by an incompatible etl job")]
-    MissingColumn(&'static str),
     #[error("vocabulary column {column} lists label {label:?} twice")]
     DuplicateLabel { column: String, label: String },
-}
-
-/// The categorical inputs, named as in the original's pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum CategoricalColumn {
-    #[serde(rename = "AdvertiserID")]
-    AdvertiserId,
-    #[serde(rename = "Domain")]
-    Domain,
-    #[serde(rename = "RegionID")]
-    RegionId,
-    #[serde(rename = "CityID")]
-    CityId,
-}
-
-impl CategoricalColumn {
-    pub const ALL: [CategoricalColumn; 4] = [
-        CategoricalColumn::AdvertiserId,
-        CategoricalColumn::Domain,
-        CategoricalColumn::RegionId,
-        CategoricalColumn::CityId,
-    ];
-
-    pub fn input_name(self) -> &'static str {
-        match self {
-            CategoricalColumn::AdvertiserId => "AdvertiserID",
-            CategoricalColumn::Domain => "Domain",
-            CategoricalColumn::RegionId => "RegionID",
-            CategoricalColumn::CityId => "CityID",
-        }
-    }
-
-    pub fn output_name(self) -> &'static str {
-        match self {
-            CategoricalColumn::AdvertiserId => "IndexAdvertiserID",
-            CategoricalColumn::Domain => "IndexDomain",
-            CategoricalColumn::RegionId => "IndexRegionID",
-            CategoricalColumn::CityId => "IndexCityID",
-        }
-    }
 }
 
 /// Java's `String.compareTo`: UTF-16 code unit order. It differs from Rust's byte order only for
@@ -141,7 +99,7 @@ impl StringIndexer {
 }
 
 /// The fitted encodings of a job's categorical columns, versioned by a hash of their content.
-/// The bid-filtering job fits the four [`CategoricalColumn`]s; adapted jobs may fit others.
+/// A job's `-- categorical:` columns, in the order it declares them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeatureVocabulary {
     /// `sha256:` and the hex digest of the columns' names and labels.
@@ -181,25 +139,6 @@ impl FeatureVocabulary {
             .iter()
             .find(|(c, _)| c == column)
             .map(|(_, i)| i)
-    }
-
-    /// One of the bid-filtering columns. Panics only if the vocabulary lacks it, which
-    /// [`Self::require_bid_filtering`] rules out for loaded files.
-    pub fn indexer(&self, column: CategoricalColumn) -> &StringIndexer {
-        match self.get(column.input_name()) {
-            Some(indexer) => indexer,
-            None => panic!("vocabulary has no column {}", column.input_name()),
-        }
-    }
-
-    /// Checks that the four columns the scorer encodes are present.
-    pub fn require_bid_filtering(&self) -> Result<(), VocabularyError> {
-        for column in CategoricalColumn::ALL {
-            if self.get(column.input_name()).is_none() {
-                return Err(VocabularyError::MissingColumn(column.input_name()));
-            }
-        }
-        Ok(())
     }
 
     pub fn to_json(&self) -> Result<String, VocabularyError> {
@@ -267,11 +206,11 @@ mod tests {
 
     fn sample_vocabulary() -> FeatureVocabulary {
         FeatureVocabulary::new(
-            CategoricalColumn::ALL
+            ["AdvertiserID", "Domain", "RegionID", "CityID"]
                 .iter()
                 .map(|c| {
                     (
-                        c.input_name().to_owned(),
+                        (*c).to_owned(),
                         StringIndexer::fit([Some("x"), Some("y"), Some("y")]),
                     )
                 })
@@ -285,13 +224,8 @@ mod tests {
         let json = vocabulary.to_json().expect("json");
         let back = FeatureVocabulary::from_json(&json).expect("loads");
         assert_eq!(back, vocabulary);
-        back.require_bid_filtering().expect("all four columns");
-        let partial =
-            FeatureVocabulary::new(vec![("Domain".into(), StringIndexer::fit([Some("d")]))]);
-        assert!(matches!(
-            partial.require_bid_filtering(),
-            Err(VocabularyError::MissingColumn("AdvertiserID"))
-        ));
+        assert_eq!(back.get("Domain").expect("column").labels(), ["y", "x"]);
+        assert!(back.get("Nope").is_none());
         assert!(vocabulary.version.starts_with("sha256:"));
         let tampered = json.replacen("\"y\"", "\"z\"", 1);
         assert!(matches!(

@@ -5,6 +5,7 @@
 //! (metrics, durations, ...) are kept in `extra` rather than refused, so an older scorer reads a
 //! newer manifest.
 
+use rtb_features::FeatureContract;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -30,6 +31,8 @@ pub struct ModelManifest {
     pub vocabulary_version: String,
     /// URL of that vocabulary.
     pub vocabulary: String,
+    /// How the model's inputs are computed from a request: the job's feature contract.
+    pub contract: FeatureContract,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub best_iteration: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,6 +70,13 @@ mod tests {
             "features": ["dow", "hour"],
             "vocabulary_version": "sha256:00",
             "vocabulary": "s3://b/runs/r/pipeline-model/vocabulary.json",
+            "contract": {
+                "format": 1, "version": "sha256:11", "job": "j", "key": "bidId",
+                "request": [{ "name": "bidId", "type": "string" }, { "name": "hour", "type": "integer" }],
+                "features": [{ "name": "hour", "expr": "hour" }],
+                "label": "label", "vocabulary_version": "sha256:00", "vocabulary_columns": [],
+                "openrtb": { "hour": "@hour" }, "time_zone": "Asia/Shanghai",
+            },
             "best_iteration": 42,
             "metrics": { "roc_auc": 0.7 },
         });

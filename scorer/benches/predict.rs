@@ -1,6 +1,7 @@
-//! Prediction cost per row, without HTTP: the native evaluator alone, then a bid request
-//! through the shared encoders (vocabulary lookups, woothee) and the evaluator, then JSON
-//! decoding too. Run with `cargo bench -p rtb-scorer --bench predict` (release profile).
+//! Prediction cost per row, without HTTP: the native evaluator alone, then a decoded request
+//! through the compiled feature contract (DataFusion expressions: vocabulary lookups, woothee)
+//! and the evaluator, then JSON decoding too, one request per call and in batches of 100.
+//! Run with `cargo bench -p rtb-scorer --bench predict` (release profile).
 //!
 //! The model is synthetic but shaped like the trainer's: full depth-5 trees (32 leaves) over
 //! the 7 features, 50 trees (the trainer's `num_round`) and 500 (headroom).
@@ -8,9 +9,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use rtb_features::{
-    BidRequest, CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer,
-};
+use rtb_features::{FeatureVocabulary, StringIndexer};
 use rtb_model::{Ensemble, ModelManifest, sha256_hex};
 use rtb_scorer::LoadedModel;
 
@@ -33,7 +32,9 @@ fn synthetic_model(trees: usize) -> String {
     let mut text = format!(
         "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n\
          max_feature_idx=6\nobjective=binary sigmoid:1\nfeature_names={}\n\n",
-        FEATURE_NAMES.join(" ")
+        rtb_features::contract::bid_filtering("v")
+            .feature_names()
+            .join(" ")
     );
     let inner = 31;
     for t in 0..trees {
@@ -80,17 +81,17 @@ fn vocabulary() -> FeatureVocabulary {
             .collect()
     };
     let sizes = [
-        (CategoricalColumn::AdvertiserId, 9),
-        (CategoricalColumn::Domain, 20_000),
-        (CategoricalColumn::RegionId, 35),
-        (CategoricalColumn::CityId, 370),
+        ("AdvertiserID", 9),
+        ("Domain", 20_000),
+        ("RegionID", 35),
+        ("CityID", 370),
     ];
     FeatureVocabulary::new(
         sizes
             .iter()
             .map(|(c, n)| {
                 (
-                    c.input_name().to_owned(),
+                    (*c).to_owned(),
                     StringIndexer::fit_from_counts(labels(*n, "v")),
                 )
             })
@@ -98,7 +99,7 @@ fn vocabulary() -> FeatureVocabulary {
     )
 }
 
-fn requests(n: usize) -> Vec<BidRequest> {
+fn requests(n: usize) -> Vec<serde_json::Value> {
     let agents = [
         "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/28.0.1500.95 Safari/537.36",
         "Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X) AppleWebKit/536.26 (KHTML, like Gecko) Version/6.0 Mobile/10B143 Safari/8536.25",
@@ -106,17 +107,18 @@ fn requests(n: usize) -> Vec<BidRequest> {
     ];
     let mut rng = Lcg(7);
     (0..n)
-        .map(|i| BidRequest {
-            bid_id: format!("bid{i}"),
-            day_of_week: 1 + (rng.next() * 7.0) as u8 % 7,
-            hour: (rng.next() * 24.0) as u8 % 24,
-            region_id: Some(format!("v{}", (rng.next() * 40.0) as u32)),
-            city_id: Some(format!("v{}", (rng.next() * 400.0) as u32)),
-            domain_id: Some(format!("v{}", (rng.next() * 25_000.0) as u32)),
-            advertiser_id: Some(format!("v{}", (rng.next() * 10.0) as u32)),
-            user_agent: Some(agents[i % agents.len()].to_owned()),
-            bidding_price: Some(300),
-            paying_price: None,
+        .map(|i| {
+            serde_json::json!({
+                "bidId": format!("bid{i}"),
+                "dayOfWeek": 1 + (rng.next() * 7.0) as u8 % 7,
+                "hour": (rng.next() * 24.0) as u8 % 24,
+                "regionId": format!("v{}", (rng.next() * 40.0) as u32),
+                "cityId": format!("v{}", (rng.next() * 400.0) as u32),
+                "domainId": format!("v{}", (rng.next() * 25_000.0) as u32),
+                "advertiserId": format!("v{}", (rng.next() * 10.0) as u32),
+                "userAgent": agents[i % agents.len()],
+                "biddingPrice": 300,
+            })
         })
         .collect()
 }
@@ -154,14 +156,16 @@ fn main() {
                 std::process::exit(1);
             }
         };
+        let contract = rtb_features::contract::bid_filtering(&vocabulary.version);
         let manifest = ModelManifest {
             model_id: format!("bench-{trees}"),
             format: "lightgbm-text".into(),
             model: "memory://model.txt".into(),
             model_sha256: sha256_hex(text.as_bytes()),
-            features: FEATURE_NAMES.iter().map(|f| (*f).to_owned()).collect(),
+            features: contract.feature_names(),
             vocabulary_version: vocabulary.version.clone(),
             vocabulary: "memory://vocabulary.json".into(),
+            contract,
             best_iteration: None,
             created_at: None,
             extra: Default::default(),
@@ -172,6 +176,7 @@ fn main() {
             manifest,
             text.as_bytes(),
             vocabulary_json.as_bytes(),
+            None,
         ) {
             Ok(m) => m,
             Err(err) => {
@@ -179,15 +184,52 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        let rows: Vec<[f64; 7]> = requests.iter().map(|r| model.features(r)).collect();
+        let decode = |body: &[u8]| {
+            let mut rows = model.rows(1);
+            rtb_scorer::decode::score_request(body, &mut rows).ok()?;
+            rows.finish().ok()
+        };
+        let batches: Vec<_> = bodies.iter().filter_map(|b| decode(b)).collect();
+        let features: Vec<f64> = batches
+            .iter()
+            .flat_map(|b| model.features(b).unwrap_or_default())
+            .collect();
+        let rows: Vec<&[f64]> = features.chunks(7).collect();
         let predict = time_per_row(&rows, |row| ensemble.predict(row));
-        let encode_predict = time_per_row(&requests, |r| model.likelihood(r));
-        let decode_encode_predict = time_per_row(&bodies, |b| {
-            rtb_scorer::decode::score_request(b).map_or(0.0, |r| model.likelihood(&r))
+        let encode_predict = time_per_row(&batches, |b| {
+            model.score(b).map_or(0.0, |s| s.likelihoods[0])
         });
+        let decode_encode_predict = time_per_row(&bodies, |b| {
+            decode(b)
+                .and_then(|rows| model.score(&rows).ok())
+                .map_or(0.0, |s| s.likelihoods[0])
+        });
+        // a batch call of 100: one decode, one evaluation of every expression over 100 rows
+        let batch_bodies: Vec<Vec<u8>> = bodies
+            .chunks(100)
+            .map(|chunk| {
+                let mut body = b"{\"requests\":[".to_vec();
+                for (i, b) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        body.push(b',');
+                    }
+                    body.extend_from_slice(b);
+                }
+                body.extend_from_slice(b"]}");
+                body
+            })
+            .collect();
+        let batch = time_per_row(&batch_bodies, |b| {
+            let mut rows = model.rows(100);
+            rtb_scorer::decode::batch_request(b, 100, &mut rows)
+                .ok()
+                .and_then(|()| rows.finish().ok())
+                .and_then(|rows| model.score(&rows).ok())
+                .map_or(0.0, |s| s.likelihoods.iter().sum())
+        }) / 100.0;
         println!(
-            "trees={trees:>3}  predict: {:>7.0} ns/row  encode+predict: {:>7.0} ns/row  decode+encode+predict: {:>7.0} ns/row",
-            predict, encode_predict, decode_encode_predict
+            "trees={trees:>3}  predict: {:>7.0} ns/row  encode+predict: {:>7.0} ns/row  decode+encode+predict: {:>7.0} ns/row  batch of 100: {:>7.0} ns/row",
+            predict, encode_predict, decode_encode_predict, batch
         );
     }
 }

@@ -10,9 +10,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bytes::BytesMut;
 use futures::StreamExt;
 use rtb_features::RequestTime;
+use rtb_features::openrtb::Context;
 use serde::Serialize;
 use serde_json::json;
 
+use crate::artifacts::{LoadedModel, Scored};
 use crate::decode::{self, DecodeError};
 use crate::metrics::{Endpoint, ErrorKind};
 use crate::openapi;
@@ -136,25 +138,51 @@ fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, DecodeError> {
     })
 }
 
+/// `?explain=true`: answers carry the feature vector the scorer computed, by feature name,
+/// for a user chasing training/serving skew.
+fn explain(req: &HttpRequest) -> bool {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .any(|(k, v)| k == "explain" && (v == "true" || v == "1"))
+}
+
+/// The feature vector of one row, by name; NaN (a missing value) shows as null.
+fn explained(model: &LoadedModel, row: &[f64]) -> serde_json::Map<String, serde_json::Value> {
+    model
+        .features
+        .names()
+        .zip(row)
+        .map(|(name, v)| {
+            let value =
+                serde_json::Number::from_f64(*v).map_or(serde_json::Value::Null, Into::into);
+            (name.to_owned(), value)
+        })
+        .collect()
+}
+
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Scored<'a> {
+struct ScoreAnswer<'a> {
     bid_id: &'a str,
     likelihood: f64,
     model_version: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    features: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 async fn score(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let started = Instant::now();
     let result = async {
         let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
-        let request = decode::score_request(&body)?;
         let guard = state.model_guard();
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
-        let body = to_json(&Scored {
-            bid_id: &request.bid_id,
-            likelihood: model.likelihood(&request),
+        let mut rows = model.rows(1);
+        decode::score_request(&body, &mut rows)?;
+        let scored = model.score(&rows.finish()?)?;
+        let body = to_json(&ScoreAnswer {
+            bid_id: &rows.keys()[0],
+            likelihood: scored.likelihoods[0],
             model_version: model.model_id(),
+            features: explain(&req).then(|| explained(model, &scored.features)),
         })?;
         Ok::<_, DecodeError>((1, body))
     }
@@ -167,6 +195,8 @@ async fn score(req: HttpRequest, payload: web::Payload, state: State) -> HttpRes
 struct BatchItem<'a> {
     bid_id: &'a str,
     likelihood: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    features: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -176,25 +206,43 @@ struct BatchScored<'a> {
     results: Vec<BatchItem<'a>>,
 }
 
+fn items<'a>(
+    model: &LoadedModel,
+    keys: &'a [String],
+    scored: &Scored,
+    explain: bool,
+) -> Vec<BatchItem<'a>> {
+    keys.iter()
+        .enumerate()
+        .map(|(i, key)| BatchItem {
+            bid_id: key,
+            likelihood: scored.likelihoods[i],
+            features: explain.then(|| {
+                explained(
+                    model,
+                    &scored.features[i * scored.width..(i + 1) * scored.width],
+                )
+            }),
+        })
+        .collect()
+}
+
 async fn score_batch(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let started = Instant::now();
     let result = async {
         let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
-        let requests = decode::batch_request(&body, state.limits.max_batch)?;
         let guard = state.model_guard();
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
-        let results = requests
-            .iter()
-            .map(|r| BatchItem {
-                bid_id: &r.bid_id,
-                likelihood: model.likelihood(r),
-            })
-            .collect();
+        let mut rows = model.rows(16);
+        decode::batch_request(&body, state.limits.max_batch, &mut rows)?;
+        let scored = model.score(&rows.finish()?)?;
+        let results = items(model, rows.keys(), &scored, explain(&req));
+        let n = results.len();
         let body = to_json(&BatchScored {
             model_version: model.model_id(),
             results,
         })?;
-        Ok::<_, DecodeError>((requests.len(), body))
+        Ok::<_, DecodeError>((n, body))
     }
     .await;
     finish(&state, Endpoint::Batch, started, result)
@@ -205,6 +253,8 @@ async fn score_batch(req: HttpRequest, payload: web::Payload, state: State) -> H
 struct ImpScored<'a> {
     imp_id: &'a str,
     likelihood: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    features: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 #[derive(Serialize)]
@@ -215,14 +265,6 @@ struct OpenRtbScored<'a> {
     day_of_week: u8,
     hour: u8,
     imp: Vec<ImpScored<'a>>,
-}
-
-/// `advertiserId` from the query string: the advertiser a DSP is deciding for, when neither
-/// the request's nor the impression's `ext` names one.
-fn query_advertiser(req: &HttpRequest) -> Option<String> {
-    url::form_urlencoded::parse(req.query_string().as_bytes())
-        .find(|(k, _)| k == "advertiserId")
-        .map(|(_, v)| v.into_owned())
 }
 
 async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
@@ -248,19 +290,37 @@ async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) ->
                 })?
                 .with_timezone(&chrono::Utc),
         };
-        let (day_of_week, hour) = state.clock.day_hour(at);
-        let advertiser = query_advertiser(&req);
-        let rows = request
-            .bid_requests(day_of_week, hour, advertiser.as_deref())
-            .map_err(|e| DecodeError::new(ErrorKind::InvalidValue, e.to_string()))?;
         let guard = state.model_guard();
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
-        let imp = rows
+        let (day_of_week, hour) = model.clock.day_hour(at);
+        let query: Vec<(String, String)> =
+            url::form_urlencoded::parse(req.query_string().as_bytes())
+                .into_owned()
+                .collect();
+        let context = Context {
+            day_of_week,
+            hour,
+            query: &query,
+        };
+        let mut rows = model.rows(request.imps());
+        for imp in 0..request.imps() {
+            rows.push_openrtb(&request, imp, &model.openrtb, &context)?;
+        }
+        let scored = model.score(&rows.finish()?)?;
+        let explain = explain(&req);
+        let imp = request
+            .imp_ids
             .iter()
-            .zip(&request.imp)
-            .map(|(row, imp)| ImpScored {
-                imp_id: &imp.id,
-                likelihood: model.likelihood(row),
+            .enumerate()
+            .map(|(i, imp_id)| ImpScored {
+                imp_id,
+                likelihood: scored.likelihoods[i],
+                features: explain.then(|| {
+                    explained(
+                        model,
+                        &scored.features[i * scored.width..(i + 1) * scored.width],
+                    )
+                }),
             })
             .collect();
         let body = to_json(&OpenRtbScored {
@@ -270,7 +330,7 @@ async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) ->
             hour,
             imp,
         })?;
-        Ok::<_, DecodeError>((rows.len(), body))
+        Ok::<_, DecodeError>((request.imps(), body))
     }
     .await;
     finish(&state, Endpoint::OpenRtb, started, result)
@@ -293,6 +353,8 @@ async fn model_info(state: State) -> HttpResponse {
         "loadedAt": model.loaded_at.to_rfc3339(),
         "trees": model.ensemble.iterations(),
         "features": model.manifest.features,
+        "contract": model.manifest.contract,
+        "timeZone": model.manifest.contract.time_zone,
         "vocabularyVersion": model.vocabulary.version,
         "vocabularySizes": sizes,
         "manifest": model.manifest,
@@ -326,8 +388,11 @@ async fn metrics(state: State) -> HttpResponse {
         .body(state.metrics.render(model.as_deref(), state.ready()))
 }
 
-async fn openapi_document() -> HttpResponse {
-    HttpResponse::Ok().json(openapi::document())
+async fn openapi_document(state: State) -> HttpResponse {
+    let model = state.model();
+    HttpResponse::Ok().json(openapi::document(
+        model.as_deref().map(|m| &m.manifest.contract),
+    ))
 }
 
 /// Compares without an early exit, so response time does not reveal how much of a guess matched.

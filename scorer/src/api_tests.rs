@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{App, test, web};
-use rtb_features::{CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer};
+use rtb_features::{FeatureVocabulary, StringIndexer};
 use rtb_model::{ModelManifest, sha256_hex};
 use serde_json::{Value, json};
 
@@ -26,15 +26,15 @@ fn sigmoid(v: f64) -> f64 {
 
 pub(crate) fn vocabulary() -> FeatureVocabulary {
     FeatureVocabulary::new(
-        CategoricalColumn::ALL
+        ["AdvertiserID", "Domain", "RegionID", "CityID"]
             .iter()
             .map(|c| {
-                let labels: &[&str] = match c {
-                    CategoricalColumn::AdvertiserId => &["1458", "1458", "3358"],
+                let labels: &[&str] = match *c {
+                    "AdvertiserID" => &["1458", "1458", "3358"],
                     _ => &["1"],
                 };
                 (
-                    c.input_name().to_owned(),
+                    (*c).to_owned(),
                     StringIndexer::fit(labels.iter().map(|l| Some(*l))),
                 )
             })
@@ -47,14 +47,16 @@ pub(crate) fn manifest(
     model: &str,
     vocabulary: &FeatureVocabulary,
 ) -> ModelManifest {
+    let contract = rtb_features::contract::bid_filtering(&vocabulary.version);
     ModelManifest {
         model_id: model_id.to_owned(),
         format: "lightgbm-text".to_owned(),
         model: "memory://model.txt".to_owned(),
         model_sha256: sha256_hex(model.as_bytes()),
-        features: FEATURE_NAMES.iter().map(|f| (*f).to_owned()).collect(),
+        features: contract.feature_names(),
         vocabulary_version: vocabulary.version.clone(),
         vocabulary: "memory://vocabulary.json".to_owned(),
+        contract,
         best_iteration: Some(1),
         created_at: None,
         extra: Default::default(),
@@ -68,6 +70,7 @@ fn loaded(model_id: &str) -> LoadedModel {
         manifest(model_id, MODEL, &vocabulary),
         MODEL.as_bytes(),
         vocabulary.to_json().expect("json").as_bytes(),
+        None,
     )
     .expect("consistent artifacts")
 }
@@ -76,7 +79,7 @@ fn state(model: Option<LoadedModel>) -> web::Data<AppState> {
     web::Data::new(AppState::new(
         model,
         None,
-        Clock::parse("+08:00").expect("offset"),
+        Some(Clock::parse("+08:00").expect("offset")),
         Limits {
             max_batch: 3,
             max_body_bytes: 2048,
@@ -169,13 +172,13 @@ async fn bad_input_is_a_json_4xx_naming_the_problem() {
     let app = app!(state);
     let cases: Vec<(&str, Vec<u8>, StatusCode, &str, &str)> = vec![
         ("/v1/score", b"{\"bidId\":".to_vec(), StatusCode::BAD_REQUEST, "malformed_json", "EOF"),
-        ("/v1/score", br#"{"bidId":"b","dayOfWeek":2}"#.to_vec(), StatusCode::BAD_REQUEST, "missing_field", "hour"),
-        ("/v1/score", serde_json::to_vec(&json!({"bidId": 1, "dayOfWeek": 2, "hour": 1})).expect("json"), StatusCode::BAD_REQUEST, "wrong_type", "invalid type"),
-        ("/v1/score", serde_json::to_vec(&request(24, None)).expect("json"), StatusCode::BAD_REQUEST, "invalid_value", "hour is 24"),
+        ("/v1/score", br#"{"dayOfWeek":2}"#.to_vec(), StatusCode::BAD_REQUEST, "missing_field", "bidId"),
+        ("/v1/score", br#"{"bidId":"b","hour":"1"}"#.to_vec(), StatusCode::BAD_REQUEST, "wrong_type", "hour is \"1\""),
+        ("/v1/score", br#"{"bidId":"b","hour":7.5}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_value", "whole number"),
         ("/v1/score", vec![b' '; 4096], StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", "at most 2048"),
         ("/v1/score/batch", serde_json::to_vec(&json!({"requests": [request(1, None), request(1, None), request(1, None), request(1, None)]})).expect("json"), StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", "at most 3"),
         ("/v1/openrtb", br#"{"id":"r","imp":[{"id":"1"}],"ext":{"timestamp":"yesterday"}}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_value", "RFC 3339"),
-        ("/v1/openrtb", br#"{"id":"r","imp":[{"id":"1"}],"device":{"ua":{}}}"#.to_vec(), StatusCode::BAD_REQUEST, "wrong_type", "invalid type"),
+        ("/v1/openrtb", br#"{"id":"r","imp":[{"id":"1"}],"device":{"ua":{}}}"#.to_vec(), StatusCode::BAD_REQUEST, "wrong_type", "imp[0] field userAgent"),
     ];
     for (uri, body, status, kind, text) in cases {
         let req = test::TestRequest::post()
@@ -226,7 +229,10 @@ async fn readiness_follows_the_model_and_shutdown() {
     );
     let info: Value = test::call_and_read_body_json(&app, get("/v1/model")).await;
     assert_eq!(info["modelVersion"], "m2");
-    assert_eq!(info["features"], json!(FEATURE_NAMES));
+    assert_eq!(
+        info["features"],
+        json!(rtb_features::contract::bid_filtering("v").feature_names())
+    );
     let doc: Value = test::call_and_read_body_json(&app, get("/openapi.json")).await;
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/v1/openrtb"]["post"].is_object());
@@ -283,6 +289,7 @@ async fn inconsistent_artifacts_are_refused() {
             manifest,
             model.as_bytes(),
             vocabulary.as_bytes(),
+            None,
         )
     };
     assert!(try_load(good.clone(), MODEL, &json).is_ok());
@@ -290,6 +297,8 @@ async fn inconsistent_artifacts_are_refused() {
     let other = FeatureVocabulary::new(vec![]);
     let mut stale = good.clone();
     stale.vocabulary_version = other.version.clone();
+    stale.contract.vocabulary_version = other.version.clone();
+    stale.contract = stale.contract.clone().sealed().expect("seals");
     assert!(matches!(
         try_load(stale, MODEL, &json),
         Err(ArtifactError::VocabularyMismatch { .. })
@@ -319,12 +328,63 @@ async fn inconsistent_artifacts_are_refused() {
         try_load(good.clone(), MODEL, &tampered),
         Err(ArtifactError::BadVocabulary { .. })
     ));
-    let mut other_format = good;
+    let mut other_format = good.clone();
     other_format.format = "xgboost".into();
     assert!(matches!(
         try_load(other_format, MODEL, &json),
         Err(ArtifactError::BadManifest { .. })
     ));
+
+    // a contract that does not compile, or edited after sealing, never serves
+    let reseal = |edit: &dyn Fn(&mut rtb_features::FeatureContract)| {
+        let mut m = good.clone();
+        edit(&mut m.contract);
+        m.contract = m.contract.clone().sealed().expect("seals");
+        m
+    };
+    let err = try_load(
+        reseal(&|c| c.features[1].expr = "hour + nope".into()),
+        MODEL,
+        &json,
+    )
+    .expect_err("does not compile");
+    assert!(matches!(err, ArtifactError::ContractCompile(_)), "{err}");
+    assert!(err.to_string().contains("feature hour"), "{err}");
+    let err = try_load(
+        reseal(&|c| c.vocabulary_columns.push("Exchange".into())),
+        MODEL,
+        &json,
+    )
+    .expect_err("vocabulary lacks a column");
+    assert!(err.to_string().contains("Exchange"), "{err}");
+    let mut edited = good.clone();
+    edited.contract.features[1].expr = "hour + 1".into();
+    assert!(matches!(
+        try_load(edited, MODEL, &json),
+        Err(ArtifactError::BadContract(_))
+    ));
+}
+
+#[actix_web::test]
+async fn explain_returns_the_feature_vector() {
+    let state = state(Some(loaded("m1")));
+    let app = app!(state);
+    let req = test::TestRequest::post()
+        .uri("/v1/score?explain=true")
+        .set_json(request(13, Some("3358")))
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    assert_eq!(
+        body["features"],
+        json!({"dow": 2.0, "hour": 13.0, "IndexAdvertiserID": 1.0, "IndexDomain": 1.0,
+               "IndexRegionID": 0.0, "IndexCityID": 1.0, "device_type_id": 6.0})
+    );
+    let req = test::TestRequest::post()
+        .uri("/v1/score")
+        .set_json(request(13, Some("3358")))
+        .to_request();
+    let body: Value = test::call_and_read_body_json(&app, req).await;
+    assert!(body.get("features").is_none());
 }
 
 #[tokio::test]
@@ -345,7 +405,7 @@ async fn artifacts_load_from_a_parameter_file_and_local_urls() {
         rtb_params::ParameterStore::open(dir.path().join("params.json").to_str().expect("utf8"))
             .await
             .expect("store");
-    let err = crate::artifacts::load_current(&store)
+    let err = crate::artifacts::load_current(&store, None)
         .await
         .expect_err("no pointer yet");
     assert!(err.to_string().contains("/aik/model/manifest"), "{err}");
@@ -356,10 +416,12 @@ async fn artifacts_load_from_a_parameter_file_and_local_urls() {
         )
         .await
         .expect("put");
-    let model = crate::artifacts::load_current(&store).await.expect("loads");
+    let model = crate::artifacts::load_current(&store, None)
+        .await
+        .expect("loads");
     assert_eq!(model.model_id(), "m1");
     std::fs::remove_file(&vocabulary_path).expect("rm");
-    let err = crate::artifacts::load_current(&store)
+    let err = crate::artifacts::load_current(&store, None)
         .await
         .expect_err("vocabulary gone");
     assert!(err.to_string().contains("vocabulary"), "{err}");

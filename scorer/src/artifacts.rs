@@ -2,14 +2,21 @@
 //! the model file and the vocabulary, and all three must agree before anything is served.
 
 use std::fmt;
+use std::sync::Arc;
 
 use bytes::Bytes;
-use rtb_features::{BidRequest, FEATURE_NAMES, FeatureVocabulary};
+use datafusion::arrow::array::RecordBatch;
+use rtb_expr::CompiledFeatures;
+use rtb_features::FeatureVocabulary;
+use rtb_features::openrtb::Source;
 use rtb_model::manifest::LIGHTGBM_TEXT;
 use rtb_model::{Ensemble, ModelManifest, sha256_hex};
 use rtb_params::{ParameterStore, names};
 use thiserror::Error;
 use tracing::warn;
+
+use crate::clock::Clock;
+use crate::decode::{DecodeError, RequestRows};
 
 /// Why a model cannot be served; each message says what to fix.
 #[derive(Debug, Error)]
@@ -53,15 +60,22 @@ pub enum ArtifactError {
         found: String,
     },
     #[error(
-        "{what} lists features {found:?} but this scorer encodes {expected:?}; the model was \
-         trained for another feature order"
+        "{what} lists features {found:?} but the model's feature contract computes {expected:?}; \
+         the model and its contract come from different trainings, publish the model again"
     )]
     FeatureOrder {
         what: &'static str,
         found: Vec<String>,
-        expected: Vec<&'static str>,
+        expected: Vec<String>,
     },
-    #[error("smoke prediction on an all-unknown request gave {value}, not a probability")]
+    #[error("the model's feature contract cannot be used: {0}")]
+    BadContract(String),
+    #[error(
+        "the model's feature contract does not compile, so no request can be scored as in \
+         training: {0}"
+    )]
+    ContractCompile(#[from] rtb_expr::ExprError),
+    #[error("smoke prediction on a request with every field null gave {value}, not a probability")]
     SmokePrediction { value: f64 },
 }
 
@@ -72,7 +86,14 @@ pub struct LoadedModel {
     pub manifest: ModelManifest,
     pub manifest_url: String,
     pub ensemble: Ensemble,
-    pub vocabulary: FeatureVocabulary,
+    pub vocabulary: Arc<FeatureVocabulary>,
+    /// The contract's features, compiled once for this model.
+    pub features: CompiledFeatures,
+    /// Where an OpenRTB request carries each request field, by field position.
+    pub openrtb: Vec<Option<Source>>,
+    /// The zone the model's day of week and hour are in: the contract's, unless the scorer
+    /// was started with another.
+    pub clock: Clock,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
 }
 
@@ -83,8 +104,16 @@ impl fmt::Debug for LoadedModel {
             .field("manifest_url", &self.manifest_url)
             .field("trees", &self.ensemble.iterations())
             .field("vocabulary", &self.vocabulary.version)
+            .field("contract", &self.manifest.contract.version)
             .finish()
     }
+}
+
+/// Scores of a batch of request rows, and the feature rows they came from.
+pub struct Scored {
+    pub width: usize,
+    pub features: Vec<f64>,
+    pub likelihoods: Vec<f64>,
 }
 
 impl LoadedModel {
@@ -93,22 +122,42 @@ impl LoadedModel {
         &self.manifest.model_id
     }
 
-    /// The model's input row for `request`, encoded by the shared `rtb-features` code.
-    pub fn features(&self, request: &BidRequest) -> [f64; FEATURE_NAMES.len()] {
-        request.features(&self.vocabulary)
+    /// The model's input rows for `rows`, computed by the contract's expressions.
+    pub fn features(&self, rows: &RecordBatch) -> Result<Vec<f64>, DecodeError> {
+        self.features
+            .evaluate(rows)
+            .map_err(|e| DecodeError::new(crate::metrics::ErrorKind::InvalidValue, e.to_string()))
     }
 
-    /// The likelihood to bid for `request`.
-    pub fn likelihood(&self, request: &BidRequest) -> f64 {
-        self.ensemble.predict(&self.features(request))
+    /// The likelihood to bid for each row of `rows`.
+    pub fn score(&self, rows: &RecordBatch) -> Result<Scored, DecodeError> {
+        let features = self.features(rows)?;
+        let width = self.features.len();
+        let likelihoods = features
+            .chunks(width.max(1))
+            .take(rows.num_rows())
+            .map(|row| self.ensemble.predict(row))
+            .collect();
+        Ok(Scored {
+            width,
+            features,
+            likelihoods,
+        })
     }
 
-    /// Checks and assembles a model from the three artifacts' bytes.
+    /// A builder for request rows of this model's contract.
+    pub fn rows(&self, capacity: usize) -> RequestRows {
+        RequestRows::new(&self.manifest.contract, self.features.schema(), capacity)
+    }
+
+    /// Checks and assembles a model from the three artifacts' bytes. `time_zone` replaces the
+    /// contract's zone when given.
     pub fn from_parts(
         manifest_url: &str,
         manifest: ModelManifest,
         model: &[u8],
         vocabulary: &[u8],
+        time_zone: Option<Clock>,
     ) -> Result<Self> {
         let bad_manifest = |reason: String| ArtifactError::BadManifest {
             url: manifest_url.to_owned(),
@@ -120,7 +169,18 @@ impl LoadedModel {
                 manifest.format
             )));
         }
-        check_feature_order("the model manifest", manifest.features.as_slice())?;
+        let contract = &manifest.contract;
+        contract
+            .verify()
+            .map_err(|e| ArtifactError::BadContract(e.to_string()))?;
+        let expected = contract.feature_names();
+        check_feature_order("the model manifest", &manifest.features, &expected)?;
+        if contract.vocabulary_version != manifest.vocabulary_version {
+            return Err(ArtifactError::BadContract(format!(
+                "it encodes with vocabulary {} but the manifest names {}",
+                contract.vocabulary_version, manifest.vocabulary_version
+            )));
+        }
         let actual = sha256_hex(model);
         if !actual.eq_ignore_ascii_case(&manifest.model_sha256) {
             return Err(ArtifactError::ModelHash {
@@ -136,7 +196,7 @@ impl LoadedModel {
         let text = std::str::from_utf8(model)
             .map_err(|e| bad_model(format!("it is not utf-8 text ({e})")))?;
         let ensemble = Ensemble::parse(text).map_err(|e| bad_model(e.to_string()))?;
-        check_feature_order("the model file", ensemble.feature_names())?;
+        check_feature_order("the model file", ensemble.feature_names(), &expected)?;
         let bad_vocabulary = |reason: String| ArtifactError::BadVocabulary {
             url: manifest.vocabulary.clone(),
             reason,
@@ -145,9 +205,6 @@ impl LoadedModel {
             .map_err(|e| bad_vocabulary(format!("it is not utf-8 text ({e})")))?;
         let vocabulary = FeatureVocabulary::from_json(vocabulary_text)
             .map_err(|e| bad_vocabulary(e.to_string()))?;
-        vocabulary
-            .require_bid_filtering()
-            .map_err(|e| bad_vocabulary(e.to_string()))?;
         if vocabulary.version != manifest.vocabulary_version {
             return Err(ArtifactError::VocabularyMismatch {
                 url: manifest.vocabulary.clone(),
@@ -155,51 +212,84 @@ impl LoadedModel {
                 found: vocabulary.version.clone(),
             });
         }
+        if let Some(missing) = contract
+            .vocabulary_columns
+            .iter()
+            .find(|c| vocabulary.get(c).is_none())
+        {
+            return Err(bad_vocabulary(format!(
+                "it has no column {missing}, which the feature contract encodes"
+            )));
+        }
+        let vocabulary = Arc::new(vocabulary);
+        let features = CompiledFeatures::compile(contract, Arc::clone(&vocabulary))?;
+        let openrtb = contract
+            .request
+            .iter()
+            .map(|f| {
+                contract
+                    .openrtb
+                    .get(&f.name)
+                    .map(|s| Source::parse(s))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ArtifactError::BadContract(e.to_string()))?;
+        let clock = match time_zone {
+            Some(clock) => clock,
+            None => Clock::parse(&contract.time_zone)
+                .map_err(|e| ArtifactError::BadContract(e.to_string()))?,
+        };
         let model = LoadedModel {
             manifest,
             manifest_url: manifest_url.to_owned(),
             ensemble,
             vocabulary,
+            features,
+            openrtb,
+            clock,
             loaded_at: chrono::Utc::now(),
         };
-        let value = model.likelihood(&smoke_request());
+        let value = model.smoke()?;
         if !(0.0..=1.0).contains(&value) {
             return Err(ArtifactError::SmokePrediction { value });
         }
         Ok(model)
     }
+
+    /// The likelihood of a request with only its key: every other field null.
+    fn smoke(&self) -> Result<f64> {
+        let mut rows = self.rows(1);
+        let key = &self.manifest.contract.key;
+        let mut request = serde_json::Map::new();
+        request.insert(key.clone(), serde_json::Value::from("smoke"));
+        let failed = |e: DecodeError| {
+            ArtifactError::BadContract(format!(
+                "a request with only {key} cannot be scored: {}",
+                e.message
+            ))
+        };
+        rows.push(&request).map_err(failed)?;
+        let scored = self
+            .score(&rows.finish().map_err(failed)?)
+            .map_err(failed)?;
+        Ok(scored.likelihoods.first().copied().unwrap_or(f64::NAN))
+    }
 }
 
-fn check_feature_order<S: AsRef<str>>(what: &'static str, found: &[S]) -> Result<()> {
-    if found.len() != FEATURE_NAMES.len()
-        || found
-            .iter()
-            .zip(FEATURE_NAMES)
-            .any(|(f, e)| f.as_ref() != e)
-    {
+fn check_feature_order<S: AsRef<str>>(
+    what: &'static str,
+    found: &[S],
+    expected: &[String],
+) -> Result<()> {
+    if found.len() != expected.len() || found.iter().zip(expected).any(|(f, e)| f.as_ref() != e) {
         return Err(ArtifactError::FeatureOrder {
             what,
             found: found.iter().map(|f| f.as_ref().to_owned()).collect(),
-            expected: FEATURE_NAMES.to_vec(),
+            expected: expected.to_vec(),
         });
     }
     Ok(())
-}
-
-/// A request with nothing known: every categorical takes the unknown index.
-pub fn smoke_request() -> BidRequest {
-    BidRequest {
-        bid_id: "smoke".into(),
-        day_of_week: 1,
-        hour: 0,
-        region_id: None,
-        city_id: None,
-        domain_id: None,
-        advertiser_id: None,
-        user_agent: None,
-        bidding_price: None,
-        paying_price: None,
-    }
 }
 
 /// Reads one object by URL: a local path, `file://` or `s3://` URL.
@@ -223,8 +313,8 @@ pub async fn manifest_url(store: &ParameterStore) -> Result<String> {
         })
 }
 
-/// Loads and checks the model a manifest describes.
-pub async fn load(manifest_url: &str) -> Result<LoadedModel> {
+/// Loads and checks the model a manifest describes; `time_zone` replaces the contract's.
+pub async fn load(manifest_url: &str, time_zone: Option<Clock>) -> Result<LoadedModel> {
     let manifest_bytes = fetch("the model manifest", manifest_url).await?;
     let manifest =
         ModelManifest::from_json(&manifest_bytes).map_err(|e| ArtifactError::BadManifest {
@@ -235,15 +325,15 @@ pub async fn load(manifest_url: &str) -> Result<LoadedModel> {
         fetch("the model file", &manifest.model),
         fetch("the vocabulary", &manifest.vocabulary)
     )?;
-    LoadedModel::from_parts(manifest_url, manifest, &model, &vocabulary)
+    LoadedModel::from_parts(manifest_url, manifest, &model, &vocabulary, time_zone)
 }
 
 /// Loads the model the parameter store points at. `/aik/xgboost/path` (the original's name for
 /// the model file) should name the same file as the manifest; the manifest wins, since it is
 /// written last, and a difference is only logged (a publish may be half way through).
-pub async fn load_current(store: &ParameterStore) -> Result<LoadedModel> {
+pub async fn load_current(store: &ParameterStore, time_zone: Option<Clock>) -> Result<LoadedModel> {
     let url = manifest_url(store).await?;
-    let model = load(&url).await?;
+    let model = load(&url, time_zone).await?;
     if let Ok(Some(path)) = store.get(names::XGBOOST_PATH).await
         && path != model.manifest.model
     {

@@ -1,9 +1,52 @@
-//! The OpenAPI 3.0 document the server serves at `/openapi.json`, written by hand: the API is
-//! small, and a generator would be a heavier dependency than the document itself.
+//! The OpenAPI 3.0 document the server serves at `/openapi.json`: the endpoints written by hand
+//! (the API is small), the request schema generated from the loaded model's feature contract,
+//! since the request is whatever the job's `inference_requests` step selects.
 
+use rtb_features::{FeatureContract, FieldType};
 use serde_json::{Value, json};
 
-pub fn document() -> Value {
+/// The `BidRequest` schema of `contract`: its fields, only the key required.
+fn request_schema(contract: Option<&FeatureContract>) -> Value {
+    let Some(contract) = contract else {
+        return json!({
+            "type": "object",
+            "description": "no model is loaded: the request fields are those of the model's feature contract, see /v1/model once ready"
+        });
+    };
+    let properties: serde_json::Map<String, Value> = contract
+        .request
+        .iter()
+        .map(|f| {
+            let kind = match f.field_type {
+                FieldType::String => "string",
+                FieldType::Integer => "integer",
+                FieldType::Float => "number",
+                FieldType::Boolean => "boolean",
+            };
+            let mut schema = json!({ "type": kind, "nullable": f.name != contract.key });
+            if let Some(source) = contract.openrtb.get(&f.name) {
+                schema["description"] = json!(format!("from OpenRTB: {source}"));
+            }
+            (f.name.clone(), schema)
+        })
+        .collect();
+    let features: Vec<String> = contract
+        .features
+        .iter()
+        .map(|f| format!("{} = {}", f.name, f.expr))
+        .collect();
+    json!({
+        "type": "object",
+        "required": [contract.key],
+        "description": format!(
+            "the request of feature job {} (contract {}); a missing field is null, unknown fields are ignored. Model inputs: {}",
+            contract.job, contract.version, features.join("; ")
+        ),
+        "properties": properties,
+    })
+}
+
+pub fn document(contract: Option<&FeatureContract>) -> Value {
     let error = json!({ "$ref": "#/components/schemas/Error" });
     let errors = |codes: &[(&str, &str)]| {
         let mut map = serde_json::Map::new();
@@ -41,7 +84,7 @@ pub fn document() -> Value {
         },
         "paths": {
             "/v1/score": { "post": {
-                "summary": "Score one bid request (the original kit's fields)",
+                "summary": "Score one bid request (the fields of the model's feature job; ?explain=true adds the feature vector)",
                 "requestBody": body("BidRequest"),
                 "responses": with(errors(&scoring_errors), ok("Score", "the likelihood to bid"))
             }},
@@ -52,7 +95,7 @@ pub fn document() -> Value {
             }},
             "/v1/openrtb": { "post": {
                 "summary": "Score each impression of an OpenRTB 2.5/2.6 BidRequest",
-                "description": "device.ua, device.geo.region/city, site.domain (else app.bundle); advertiser from imp[].ext.advertiserId, ext.advertiserId or the advertiserId query parameter; day of week and hour from ext.timestamp (epoch ms or RFC 3339) or the server clock, in the scorer's --time-zone. Unknown fields and ext objects are ignored.",
+                "description": "Each request field is read from the OpenRTB source its BidRequest property names (e.g. device.ua; imp.* from the impression); @day_of_week and @hour come from ext.timestamp (epoch ms or RFC 3339) or the server clock, in the model's time zone (or --time-zone). Unknown fields and ext objects are ignored.",
                 "parameters": [{ "name": "advertiserId", "in": "query", "required": false, "schema": { "type": "string" } }],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["id", "imp"] } } } },
                 "responses": with(errors(&scoring_errors), ok("OpenRtbScore", "one likelihood per impression, in imp order"))
@@ -78,22 +121,7 @@ pub fn document() -> Value {
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
-                "BidRequest": {
-                    "type": "object",
-                    "required": ["bidId", "dayOfWeek", "hour", "regionId", "cityId", "domainId", "advertiserId", "userAgent"],
-                    "properties": {
-                        "bidId": { "type": "string" },
-                        "dayOfWeek": { "type": "integer", "minimum": 1, "maximum": 7, "description": "1 = Sunday ... 7 = Saturday" },
-                        "hour": { "type": "integer", "minimum": 0, "maximum": 23 },
-                        "regionId": { "type": "string", "nullable": true },
-                        "cityId": { "type": "string", "nullable": true },
-                        "domainId": { "type": "string", "nullable": true },
-                        "advertiserId": { "type": "string", "nullable": true },
-                        "userAgent": { "type": "string", "nullable": true },
-                        "biddingPrice": { "type": "integer", "nullable": true, "description": "accepted and ignored" },
-                        "payingPrice": { "type": "integer", "nullable": true, "description": "accepted and ignored" }
-                    }
-                },
+                "BidRequest": request_schema(contract),
                 "BatchRequest": {
                     "type": "object", "required": ["requests"],
                     "properties": { "requests": { "type": "array", "items": { "$ref": "#/components/schemas/BidRequest" } } }

@@ -36,10 +36,11 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RTB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
-    /// Time zone the model's day of week and hour are in, for OpenRTB requests: an IANA name
-    /// (Asia/Shanghai, the iPinYou exchange's), UTC, or a fixed offset (+08:00).
-    #[arg(long, env = "RTB_TIME_ZONE", default_value = "UTC")]
-    pub time_zone: String,
+    /// Time zone of the model's day of week and hour, for OpenRTB requests: an IANA name
+    /// (Asia/Shanghai, the iPinYou exchange's), UTC, or a fixed offset (+08:00). By default the
+    /// zone the model's feature contract names (the zone of the logs it was trained on).
+    #[arg(long, env = "RTB_TIME_ZONE")]
+    pub time_zone: Option<String>,
     /// Seconds between checks of the model pointer; 0 turns polling off.
     #[arg(long, env = "RTB_RELOAD_INTERVAL", default_value_t = 30)]
     pub reload_interval: u64,
@@ -87,14 +88,16 @@ pub enum ServeError {
 
 /// Loads the model the parameter store names and serves it until SIGTERM or SIGINT.
 pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
-    let clock = Clock::parse(&args.time_zone)?;
+    let time_zone = args.time_zone.as_deref().map(Clock::parse).transpose()?;
     let store = ParameterStore::open(&args.parameter_store).await?;
-    let model = match artifacts::load_current(&store).await {
+    let model = match artifacts::load_current(&store, time_zone).await {
         Ok(model) => {
             info!(
                 model_id = model.model_id(),
                 trees = model.ensemble.iterations(),
                 vocabulary = %model.vocabulary.version,
+                contract = %model.manifest.contract.version,
+                job = %model.manifest.contract.job,
                 manifest = %model.manifest_url,
                 "model loaded"
             );
@@ -117,7 +120,7 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let state = web::Data::new(AppState::new(
         model,
         Some(store),
-        clock,
+        time_zone,
         limits,
         args.admin_token.clone().filter(|t| !t.is_empty()),
         statsd,

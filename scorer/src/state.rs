@@ -27,7 +27,8 @@ pub struct AppState {
     shutting_down: AtomicBool,
     pub metrics: Metrics,
     pub statsd: Statsd,
-    pub clock: Clock,
+    /// Replaces each model's own time zone when set (`--time-zone`).
+    pub time_zone: Option<Clock>,
     pub limits: Limits,
     pub admin_token: Option<String>,
     store: Option<ParameterStore>,
@@ -55,7 +56,7 @@ impl AppState {
     pub fn new(
         model: Option<LoadedModel>,
         store: Option<ParameterStore>,
-        clock: Clock,
+        time_zone: Option<Clock>,
         limits: Limits,
         admin_token: Option<String>,
         statsd: Statsd,
@@ -65,7 +66,7 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             metrics: Metrics::default(),
             statsd,
-            clock,
+            time_zone,
             limits,
             admin_token,
             store,
@@ -132,7 +133,7 @@ impl AppState {
                 model_id: current.map(|m| m.model_id().to_owned()),
             };
         }
-        match artifacts::load(&url).await {
+        match artifacts::load(&url, self.time_zone).await {
             Ok(model) => {
                 let to = model.model_id().to_owned();
                 let from = self.swap(model);

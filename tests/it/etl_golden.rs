@@ -93,12 +93,10 @@ async fn render(outcome: &RunOutcome) -> String {
             .expect("valid vocabulary");
     assert_eq!(vocabulary.version, m.vocabulary.version);
     let _ = writeln!(s, "# vocabulary (labels in index order; unknown = count)");
-    for column in rtb_features::vocabulary::CategoricalColumn::ALL {
-        let indexer = vocabulary.indexer(column);
+    for (column, indexer) in vocabulary.columns() {
         let _ = writeln!(
             s,
-            "{}: {:?} unknown={}",
-            column.input_name(),
+            "{column}: {:?} unknown={}",
             indexer.labels(),
             indexer.unknown_index()
         );
@@ -118,7 +116,7 @@ async fn render(outcome: &RunOutcome) -> String {
             .await
             .expect("split");
     }
-    s.push_str(&table(&ctx, "SELECT 'train' AS split, * FROM train UNION ALL SELECT 'valid', * FROM valid UNION ALL SELECT 'test', * FROM test ORDER BY 2, 3, 4, 5, 6, 7, 8, 9").await);
+    s.push_str(&table(&ctx, "SELECT 'train' AS split, * FROM train UNION ALL SELECT 'valid', * FROM valid UNION ALL SELECT 'test', * FROM test ORDER BY \"bidId\"").await);
     let _ = writeln!(s, "\n# inference requests");
     ctx.register_json(
         "requests",
@@ -127,7 +125,27 @@ async fn render(outcome: &RunOutcome) -> String {
     )
     .await
     .expect("requests");
-    s.push_str(&table(&ctx, "SELECT \"bidId\", \"dayOfWeek\", hour, \"regionId\", \"cityId\", \"domainId\", \"advertiserId\", \"biddingPrice\", \"payingPrice\" FROM requests ORDER BY \"bidId\"").await);
+    s.push_str(&table(&ctx, "SELECT \"bidId\", \"dayOfWeek\", hour, \"regionId\", \"cityId\", \"domainId\", \"advertiserId\", \"biddingPrice\" FROM requests ORDER BY \"bidId\"").await);
+    let _ = writeln!(s, "\n# feature contract");
+    let contract_path = m.outputs["contract"]
+        .strip_prefix("file://")
+        .expect("local run");
+    let contract = rtb_features::FeatureContract::from_json(
+        &std::fs::read_to_string(contract_path).expect("contract"),
+    )
+    .expect("valid contract");
+    assert_eq!(contract.version, m.contract_version);
+    assert_eq!(
+        contract,
+        rtb_features::contract::bid_filtering(&vocabulary.version),
+        "the kit contract rtb-features publishes for tests is the one the kit job writes"
+    );
+    for field in &contract.request {
+        let _ = writeln!(s, "request {} {}", field.name, field.field_type.as_str());
+    }
+    for feature in &contract.features {
+        let _ = writeln!(s, "feature {} = {}", feature.name, feature.expr);
+    }
     let _ = writeln!(s, "\n# rejects");
     let rejects_dir = m.outputs["rejects"]
         .strip_prefix("file://")
@@ -239,7 +257,8 @@ async fn the_documented_example_job_adds_its_features() {
             "device_type_id",
             "IndexAdExchange",
             "floor_price",
-            "PayingPrice"
+            "PayingPrice",
+            "bidId"
         ]
     );
 }

@@ -1,23 +1,62 @@
-//! Training/serving parity on a generated day: every inference request the ETL wrote, decoded
-//! and encoded by the scorer, gives exactly the feature row the ETL wrote for training, and the
-//! scorer's likelihood equals LightGBM's batch prediction for that row (the trainer's path).
-//!
-//! The ETL job is the built-in one with `BidID` added to its feature rows, so each encoded row
-//! can be matched with its request; nothing else in the job changes.
+//! Training/serving parity for every shipped job and a job written only here: on a generated
+//! day with malformed lines, the real ETL runs the job, the real trainer trains and publishes
+//! its model, and the scorer (started from the parameter store alone) computes, for every
+//! inference request the ETL wrote, exactly the feature row the ETL wrote for training under
+//! that request's key, and a likelihood equal to LightGBM's batch prediction for that row.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use lightgbm3::Booster;
 use rtb_etl::generate::{CompressionArg, GenerateArgs, ImpLayoutArg};
 use rtb_etl::run::{RunArgs, run};
-use rtb_features::FEATURE_NAMES;
-use rtb_params::{ParameterStore, names};
+use rtb_params::ParameterStore;
+use rtb_trainer::train::{TrainArgs, run as train};
 
-use crate::scorer_support::{publish_files, train};
+use crate::support::repo_root;
 
-const FEATURES: usize = FEATURE_NAMES.len();
+/// A job the tests did not ship and no other test reads: derived numbers, a `CASE`, string
+/// functions, a boolean, a float request field, a request field that is not a feature, and
+/// its own key name.
+const TEST_JOB: &str = r#"-- job: parity-only
+-- categorical: Domain, AdSlotFormat
+-- key: id
+-- label: won
+-- step: bids_grouped
+SELECT BidID, "Timestamp", Domain, UserAgent, AdSlotWidth, AdSlotHeight, AdSlotFormat,
+       AdSlotFloorPrice, BiddingPrice
+FROM bids
+GROUP BY BidID, "Timestamp", Domain, UserAgent, AdSlotWidth, AdSlotHeight, AdSlotFormat,
+         AdSlotFloorPrice, BiddingPrice;
+-- step: imps_grouped
+SELECT DISTINCT BidID FROM imps;
+-- step: transformed
+SELECT b.BidID, b."Timestamp", b.Domain, b.UserAgent, b.AdSlotFormat,
+       TRY_CAST(b.AdSlotWidth AS INT) AS w, TRY_CAST(b.AdSlotHeight AS INT) AS h,
+       TRY_CAST(b.AdSlotFloorPrice AS DOUBLE) / 100.0 AS floor_yuan,
+       TRY_CAST(b.BiddingPrice AS BIGINT) AS bid,
+       CASE WHEN i.BidID IS NULL THEN 0 ELSE 1 END AS won
+FROM bids_grouped b LEFT JOIN imps_grouped i ON b.BidID = i.BidID;
+-- step: inference_requests
+SELECT BidID AS id, "Timestamp" AS ts, Domain AS site, UserAgent AS ua, AdSlotFormat AS fmt,
+       w, h, floor_yuan, bid, won
+FROM transformed;
+-- step: features
+SELECT CAST(substr(ts, 9, 2) AS INT) AS hour,
+       w * h AS area,
+       CASE WHEN w >= 728 THEN 2 WHEN w >= 300 THEN 1 ELSE 0 END AS width_class,
+       floor_yuan * 2.5 AS floor_scaled,
+       COALESCE(floor_yuan, -1.0) AS floor_or_minus_one,
+       floor_yuan > 0.5 AS pricey,
+       length(ua) AS ua_length,
+       encode('Domain', site) AS site_index,
+       encode('AdSlotFormat', fmt) AS format_index,
+       device_type(ua) AS device
+FROM inference_requests;
+"#;
 
 fn local(url: &str) -> std::path::PathBuf {
     url::Url::parse(url)
@@ -26,8 +65,8 @@ fn local(url: &str) -> std::path::PathBuf {
         .unwrap_or_else(|| url.into())
 }
 
-/// `(BidID, label, features)` of every row of a split folder.
-async fn encoded_rows(url: &str) -> Vec<(String, f32, [f64; FEATURES])> {
+/// `(key, features)` of every row of a split folder, features in `names` order.
+async fn encoded_rows(url: &str, key: &str, names: &[String]) -> Vec<(String, Vec<f64>)> {
     let ctx = SessionContext::new();
     let df = ctx
         .read_parquet(url, ParquetReadOptions::default())
@@ -39,75 +78,69 @@ async fn encoded_rows(url: &str) -> Vec<(String, f32, [f64; FEATURES])> {
             let index = batch.schema().index_of(name).expect("column");
             batch.column(index).clone()
         };
-        let ids =
-            datafusion::arrow::compute::cast(&column("BidID"), &DataType::Utf8).expect("cast");
+        let ids = datafusion::arrow::compute::cast(&column(key), &DataType::Utf8).expect("cast");
         let ids = ids.as_string::<i32>();
-        let labels =
-            datafusion::arrow::compute::cast(&column("label"), &DataType::Float64).expect("cast");
-        let labels = labels.as_primitive::<Float64Type>();
-        let features: Vec<_> = FEATURE_NAMES
+        let features: Vec<_> = names
             .iter()
             .map(|name| {
                 datafusion::arrow::compute::cast(&column(name), &DataType::Float64).expect("cast")
             })
             .collect();
         for row in 0..batch.num_rows() {
-            let mut values = [0.0; FEATURES];
-            for (value, array) in values.iter_mut().zip(&features) {
-                let array = array.as_primitive::<Float64Type>();
-                assert!(array.is_valid(row), "the etl left a null feature");
-                *value = array.value(row);
-            }
-            out.push((ids.value(row).to_owned(), labels.value(row) as f32, values));
+            let values = features
+                .iter()
+                .map(|array| {
+                    let array = array.as_primitive::<Float64Type>();
+                    if array.is_valid(row) {
+                        array.value(row)
+                    } else {
+                        f64::NAN
+                    }
+                })
+                .collect();
+            out.push((ids.value(row).to_owned(), values));
         }
     }
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn scorer_encodes_and_scores_every_request_as_in_training() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let raw = dir.path().join("raw").to_string_lossy().into_owned();
+/// Equal values, NaN (a missing value) equal to NaN.
+fn same(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()))
+}
+
+async fn generate(raw: &Path) {
     rtb_etl::generate::run(&GenerateArgs {
-        out: raw.clone(),
+        out: raw.to_string_lossy().into_owned(),
         start_date: "2013-03-11".parse().expect("date"),
         days: 1,
-        bids_per_day: 20_000,
+        bids_per_day: 12_000,
         seed: 11,
         imp_layout: ImpLayoutArg::Season23,
         compression: CompressionArg::None,
-        malformed_fraction: 0.001,
+        malformed_fraction: 0.002,
         duplicate_bid_fraction: 0.005,
         duplicate_imp_fraction: 0.01,
-        domains: 2_000,
+        domains: 800,
         threads: Some(2),
     })
     .await
     .expect("generates");
-    let job = rtb_etl::job::BID_FILTERING.replacen(
-        "SELECT CAST(t.label AS INT) AS label,",
-        "SELECT t.BidID AS \"BidID\", CAST(t.label AS INT) AS label,",
-        1,
-    );
-    assert_ne!(
-        job,
-        rtb_etl::job::BID_FILTERING,
-        "the features step changed its text"
-    );
-    let job_path = dir.path().join("bid-filtering-with-ids.sql");
-    std::fs::write(&job_path, job).expect("job file");
-    let out = dir.path().join("features").to_string_lossy().into_owned();
-    let params = dir
-        .path()
-        .join("params.json")
-        .to_string_lossy()
-        .into_owned();
+}
+
+/// Runs `job` through the ETL, the trainer and the scorer's loader, and checks every request.
+async fn parity(dir: &Path, raw: &Path, name: &str, job: Option<String>) {
+    let out = dir.join(name);
+    let params = out.join("params.json").to_string_lossy().into_owned();
     let manifest = run(&RunArgs {
-        job: Some(job_path.to_string_lossy().into_owned()),
-        input: raw,
+        job,
+        input: raw.to_string_lossy().into_owned(),
         bids: "bid.*".into(),
         imps: "imp.*".into(),
-        out: out.clone(),
+        out: out.join("features").to_string_lossy().into_owned(),
         params: Vec::new(),
         memory_limit: "256MiB".into(),
         spill_dir: None,
@@ -117,78 +150,77 @@ async fn scorer_encodes_and_scores_every_request_as_in_training() {
         cluster: None,
     })
     .await
-    .expect("etl runs")
+    .unwrap_or_else(|e| panic!("{name}: etl runs: {e:#}"))
     .manifest;
+    assert!(
+        manifest.rows["bids_rejected"] > 0,
+        "{name}: the day has malformed lines"
+    );
+
+    let mut args = TrainArgs::for_run("", &out.to_string_lossy(), &params);
+    args.run = None; // the run is found through the parameter store, as a user would
+    args.params = vec!["num_iterations=30".into()];
+    args.threads = Some(2);
+    let trained = train(&args)
+        .await
+        .unwrap_or_else(|e| panic!("{name}: trainer trains: {e}"));
+    let contract = &trained.manifest.contract;
+    let names = contract.feature_names();
 
     let mut rows = Vec::new();
     for split in ["train", "valid", "test"] {
-        rows.extend(encoded_rows(&manifest.outputs[split]).await);
+        rows.extend(encoded_rows(&manifest.outputs[split], &contract.key, &names).await);
     }
-    assert_eq!(rows.len() as u64, manifest.rows["features"]);
-    let train_rows = encoded_rows(&manifest.outputs["train"]).await;
-    let x: Vec<f64> = train_rows.iter().flat_map(|(_, _, f)| *f).collect();
-    let y: Vec<f32> = train_rows.iter().map(|(_, l, _)| *l).collect();
-    let booster = train(&x, &y, 50);
-    let all_x: Vec<f64> = rows.iter().flat_map(|(_, _, f)| *f).collect();
+    assert_eq!(rows.len() as u64, manifest.rows["features"], "{name}");
+    let booster =
+        Booster::from_file(local(&trained.manifest.model).to_str().expect("utf8")).expect("model");
+    let all_x: Vec<f64> = rows.iter().flat_map(|(_, f)| f.iter().copied()).collect();
     let batch = booster
-        .predict(&all_x, FEATURES as i32, true)
+        .predict(&all_x, names.len() as i32, true)
         .expect("batch prediction");
 
-    // publish as the trainer does and load through the scorer's own start-up path
-    let model_text = booster.save_string().expect("model text");
-    let models = dir.path().join("models-out");
-    let base = format!("file://{}", models.display());
-    let vocabulary_url = &manifest.outputs["vocabulary"];
-    let manifest_url = publish_files(
-        &models,
-        &base,
-        "parity",
-        &model_text,
-        vocabulary_url,
-        &manifest.vocabulary.version,
-    );
     let store = ParameterStore::open(&params).await.expect("store");
-    store
-        .put(names::MODEL_MANIFEST, &manifest_url)
+    let model = rtb_scorer::artifacts::load_current(&store, None)
         .await
-        .expect("pointer");
-    let model = rtb_scorer::artifacts::load_current(&store)
-        .await
-        .expect("scorer loads the published model");
+        .unwrap_or_else(|e| panic!("{name}: scorer loads the published model: {e}"));
 
     let mut by_id: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, (id, _, _)) in rows.iter().enumerate() {
+    for (i, (id, _)) in rows.iter().enumerate() {
         by_id.entry(id.as_str()).or_default().push(i);
     }
     let inference = local(&manifest.outputs["inference_data"]);
-    let mut requests = 0usize;
-    let mut worst = 0.0f64;
+    let (mut requests, mut worst) = (0usize, 0.0f64);
     for entry in std::fs::read_dir(&inference).expect("inference folder") {
         let text = std::fs::read_to_string(entry.expect("entry").path()).expect("json lines");
         for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let request = rtb_scorer::decode::score_request(line.as_bytes())
-                .unwrap_or_else(|e| panic!("scorer refuses an etl request ({e:?}): {line}"));
-            let features = model.features(&request);
+            let mut decoded = model.rows(1);
+            rtb_scorer::decode::score_request(line.as_bytes(), &mut decoded).unwrap_or_else(|e| {
+                panic!("{name}: scorer refuses an etl request ({e:?}): {line}")
+            });
+            let key = decoded.keys()[0].clone();
+            let scored = model
+                .score(&decoded.finish().expect("rows"))
+                .expect("scores");
             let candidates = by_id
-                .get_mut(request.bid_id.as_str())
-                .unwrap_or_else(|| panic!("no encoded row for {}", request.bid_id));
+                .get_mut(key.as_str())
+                .unwrap_or_else(|| panic!("{name}: no encoded row for {key}"));
             let position = candidates
                 .iter()
-                .position(|&i| rows[i].2 == features)
+                .position(|&i| same(&rows[i].1, &scored.features))
                 .unwrap_or_else(|| {
                     panic!(
-                        "skew: scorer encodes {line} as {features:?}, the etl as {:?}",
-                        candidates.iter().map(|&i| rows[i].2).collect::<Vec<_>>()
+                        "{name}: skew: scorer computes {line} as {:?}, the etl as {:?}",
+                        scored.features,
+                        candidates.iter().map(|&i| &rows[i].1).collect::<Vec<_>>()
                     )
                 });
             let row = candidates.swap_remove(position);
-            let likelihood = model.likelihood(&request);
-            let difference = (likelihood - batch[row]).abs();
+            let difference = (scored.likelihoods[0] - batch[row]).abs();
             worst = worst.max(difference);
             assert!(
                 difference <= 1e-9,
-                "{}: scorer {likelihood}, lightgbm batch {}",
-                request.bid_id,
+                "{name} {key}: scorer {}, lightgbm batch {}",
+                scored.likelihoods[0],
                 batch[row]
             );
             requests += 1;
@@ -197,8 +229,33 @@ async fn scorer_encodes_and_scores_every_request_as_in_training() {
     assert_eq!(
         requests,
         rows.len(),
-        "one inference request per encoded row"
+        "{name}: one inference request per row"
     );
     assert!(by_id.values().all(Vec::is_empty));
-    println!("parity on {requests} requests; largest difference {worst:e}");
+    println!(
+        "{name}: parity on {requests} requests, {} features; largest difference {worst:e}",
+        names.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_job_is_served_as_it_was_trained() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("raw");
+    generate(&raw).await;
+    let test_job = dir.path().join("parity-only.sql");
+    std::fs::write(&test_job, TEST_JOB).expect("job file");
+    let shipped = |path: &str| Some(repo_root().join(path).to_string_lossy().into_owned());
+    for (name, job) in [
+        ("kit", None),
+        ("leaky", shipped("etl/jobs/bid-filtering-leaky.sql")),
+        ("plus", shipped("etl/jobs/bid-filtering-plus.sql")),
+        (
+            "docs-example",
+            shipped("etl/jobs/examples/bid-filtering-exchange.sql"),
+        ),
+        ("test-only", Some(test_job.to_string_lossy().into_owned())),
+    ] {
+        parity(dir.path(), &raw, name, job).await;
+    }
 }

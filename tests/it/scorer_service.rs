@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rtb_features::FEATURE_NAMES;
 use rtb_model::Ensemble;
 use rtb_params::names;
 
 use crate::scorer_support::{
-    Http, Process, call, free_port, json, publish_files, put_params, request, spawn,
+    Http, Process, call, expected_row, free_port, json, publish_files, put_params, request, spawn,
     synthetic_rows, train, vocabulary, wait_for, workspace_binary,
 };
 
@@ -154,9 +153,9 @@ fn scorer_starts_from_ssm_parameters_and_s3_artifacts() {
     let ensemble = Ensemble::parse(&text).expect("parses");
     for i in 0..50 {
         let request = request(i);
-        let row = request.features(&vocabulary);
+        let row = expected_row(i, 8);
         let expected = booster
-            .predict(&row, FEATURE_NAMES.len() as i32, true)
+            .predict(&row, row.len() as i32, true)
             .expect("lightgbm predicts")[0];
         let (status, body) = call(
             port,

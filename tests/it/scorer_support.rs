@@ -9,9 +9,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use lightgbm3::{Booster, Dataset};
-use rtb_features::{
-    BidRequest, CategoricalColumn, FEATURE_NAMES, FeatureVocabulary, StringIndexer,
-};
+use rtb_features::{FeatureVocabulary, StringIndexer};
 use rtb_params::ParameterStore;
 
 // the process helpers every end-to-end test uses
@@ -188,17 +186,19 @@ pub fn json(body: &[u8]) -> serde_json::Value {
 /// A vocabulary like the ETL's, with `labels` labels per column (`"0"`, `"1"`, ...).
 pub fn vocabulary(labels: usize) -> FeatureVocabulary {
     FeatureVocabulary::new(
-        CategoricalColumn::ALL
+        ["AdvertiserID", "Domain", "RegionID", "CityID"]
             .iter()
             .map(|c| {
                 let counts = (0..labels).map(|i| (i.to_string(), (labels - i) as u64));
-                (
-                    c.input_name().to_owned(),
-                    StringIndexer::fit_from_counts(counts),
-                )
+                ((*c).to_owned(), StringIndexer::fit_from_counts(counts))
             })
             .collect(),
     )
+}
+
+/// The kit job's features, in order.
+pub fn feature_names() -> Vec<String> {
+    rtb_features::contract::bid_filtering("v").feature_names()
 }
 
 /// Rows in feature order whose labels depend on hour, advertiser and domain.
@@ -237,8 +237,8 @@ pub fn train(x: &[f64], y: &[f32], iterations: usize) -> Booster {
         "max_depth": 5, "num_leaves": 32, "num_threads": 2, "verbosity": -1,
         "deterministic": true, "seed": 1
     });
-    let mut dataset = Dataset::from_slice(x, y, FEATURE_NAMES.len() as i32, true).expect("dataset");
-    let names: Vec<String> = FEATURE_NAMES.iter().map(|n| (*n).to_owned()).collect();
+    let names = feature_names();
+    let mut dataset = Dataset::from_slice(x, y, names.len() as i32, true).expect("dataset");
     dataset.set_feature_names(&names).expect("feature names");
     Booster::train(dataset, &params).expect("lightgbm trains")
 }
@@ -258,9 +258,10 @@ pub fn manifest(
         "model_sha256": rtb_model::sha256_hex(model_text.as_bytes()),
         "objective": "binary",
         "label": "label",
-        "features": FEATURE_NAMES,
+        "features": feature_names(),
         "vocabulary_version": vocabulary_version,
         "vocabulary": vocabulary_url,
+        "contract": rtb_features::contract::bid_filtering(vocabulary_version),
         "best_iteration": 1,
         "created_at": "2026-11-26T17:00:00Z",
     })
@@ -297,31 +298,52 @@ pub fn publish_files(
 
 /// Request `i` of a varied, deterministic stream: unseen and missing domains, desktop and
 /// phone user agents, a paying price on every tenth.
-pub fn request(i: usize) -> BidRequest {
-    BidRequest {
-        bid_id: format!("bid-{i}"),
-        day_of_week: 1 + (i % 7) as u8,
-        hour: (i % 24) as u8,
-        region_id: Some((i % 5).to_string()),
-        city_id: Some((i % 11).to_string()),
-        domain_id: if i % 6 == 5 {
-            None
-        } else {
-            Some(if i.is_multiple_of(4) {
-                "never-seen".into()
-            } else {
-                (i % 9).to_string()
-            })
-        },
-        advertiser_id: Some((i % 3).to_string()),
-        user_agent: Some(if i.is_multiple_of(2) {
-            "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/28.0.1500.95 Safari/537.36".into()
-        } else {
-            "Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X) AppleWebKit/536.26 (KHTML, like Gecko) Version/6.0 Mobile/10B143 Safari/8536.25".into()
-        }),
-        bidding_price: Some(300),
-        paying_price: if i.is_multiple_of(10) { Some(80) } else { None },
-    }
+pub fn request(i: usize) -> serde_json::Value {
+    let domain = if i % 6 == 5 {
+        None
+    } else if i.is_multiple_of(4) {
+        Some("never-seen".to_owned())
+    } else {
+        Some((i % 9).to_string())
+    };
+    let agent = if i.is_multiple_of(2) {
+        "Mozilla/5.0 (Windows NT 6.1; WOW64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/28.0.1500.95 Safari/537.36"
+    } else {
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 6_1 like Mac OS X) AppleWebKit/536.26 (KHTML, like Gecko) Version/6.0 Mobile/10B143 Safari/8536.25"
+    };
+    serde_json::json!({
+        "bidId": format!("bid-{i}"),
+        "dayOfWeek": 1 + i % 7,
+        "hour": i % 24,
+        "regionId": (i % 5).to_string(),
+        "cityId": (i % 11).to_string(),
+        "domainId": domain,
+        "advertiserId": (i % 3).to_string(),
+        "userAgent": agent,
+        "biddingPrice": 300,
+    })
+}
+
+/// The kit model's input row for [`request`] `i` over [`vocabulary`] `labels`, worked out
+/// here by hand (the vocabulary maps label `"k"` to index `k`; unseen and null to `labels`).
+pub fn expected_row(i: usize, labels: usize) -> Vec<f64> {
+    let index = |v: Option<String>| {
+        v.and_then(|v| v.parse::<usize>().ok())
+            .filter(|k| *k < labels)
+            .unwrap_or(labels) as f64
+    };
+    let r = request(i);
+    let text = |name: &str| r[name].as_str().map(str::to_owned);
+    let device = rtb_features::device_type(text("userAgent").as_deref()).id();
+    vec![
+        r["dayOfWeek"].as_f64().unwrap_or(f64::NAN),
+        r["hour"].as_f64().unwrap_or(f64::NAN),
+        index(text("advertiserId")),
+        index(text("domainId")),
+        index(text("regionId")),
+        index(text("cityId")),
+        f64::from(device),
+    ]
 }
 
 /// Writes parameters to a file-backed parameter store.

@@ -94,9 +94,15 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
         manifest["vocabulary_version"],
         etl.vocabulary.version.as_str()
     );
+    let contract = rtb_features::contract::bid_filtering(&etl.vocabulary.version);
     assert_eq!(
         manifest["features"],
-        serde_json::json!(rtb_features::FEATURE_NAMES)
+        serde_json::json!(contract.feature_names())
+    );
+    assert_eq!(
+        manifest["contract"],
+        serde_json::to_value(&contract).expect("json"),
+        "the model carries the run's feature contract"
     );
     assert_eq!(manifest["params"]["max_depth"], 5);
     let best = manifest["best_iteration"].as_u64().expect("best iteration");
@@ -150,14 +156,19 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
     assert_eq!(latest["manifest"], first.manifest_url.as_str());
 
     // the scorer starts from the pointer alone and serves this very model
-    let served = rtb_scorer::artifacts::load_current(&store)
+    let served = rtb_scorer::artifacts::load_current(&store, None)
         .await
         .expect("the scorer loads what the trainer published");
     assert_eq!(
         served.model_id(),
         manifest["model_id"].as_str().expect("id")
     );
-    let likelihood = served.likelihood(&rtb_scorer::artifacts::smoke_request());
+    let mut rows = served.rows(1);
+    rtb_scorer::decode::score_request(br#"{"bidId":"b","hour":7}"#, &mut rows).expect("decodes");
+    let likelihood = served
+        .score(&rows.finish().expect("rows"))
+        .expect("scores")
+        .likelihoods[0];
     assert!((0.0..=1.0).contains(&likelihood), "{likelihood}");
 
     // by location (the ETL output folder: its latest.json names the run), with overrides

@@ -6,7 +6,11 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use rtb_features::FEATURE_NAMES;
+
+/// The kit job's features (both jobs compute the same ones).
+fn feature_names() -> Vec<String> {
+    rtb_features::contract::bid_filtering("").feature_names()
+}
 
 async fn load(ctx: &SessionContext, dir: &str) -> (Vec<f64>, Vec<f32>) {
     let df = ctx
@@ -20,7 +24,7 @@ async fn load(ctx: &SessionContext, dir: &str) -> (Vec<f64>, Vec<f32>) {
             &DataType::Float64,
         )
         .expect("cast");
-        let columns: Vec<_> = FEATURE_NAMES
+        let columns: Vec<_> = feature_names()
             .iter()
             .map(|n| {
                 cast(
@@ -81,10 +85,10 @@ async fn main() {
         let (train_x, train_y) = load(&ctx, &format!("{dir}/processed/train/")).await;
         let (test_x, test_y) = load(&ctx, &format!("{dir}/processed/test/")).await;
         let booster =
-            rtb_trainer::train_binary((&train_x, &train_y), None, FEATURE_NAMES.len(), &params)
+            rtb_trainer::train_binary((&train_x, &train_y), None, feature_names().len(), &params)
                 .expect("trains");
         let scores = booster
-            .predict(&test_x, FEATURE_NAMES.len() as i32, true)
+            .predict(&test_x, feature_names().len() as i32, true)
             .expect("predicts");
         println!(
             "{name:<6} train rows {:>9}, test rows {:>8}, test AUC {:.4}",

@@ -1,6 +1,7 @@
 //! Reading a train / valid / test split: every `.parquet` file of a split folder (local or S3),
-//! checked column by column, into a row-major feature matrix, a label vector and, when every
-//! file carries it, the paying price of each row.
+//! checked column by column, into a row-major matrix of the contract's features (in its order),
+//! a label vector and, when every file carries it, the paying price of each row. A null feature
+//! is NaN, LightGBM's missing value, as the scorer serves it.
 
 use std::sync::Arc;
 
@@ -14,21 +15,20 @@ use arrow_schema::DataType;
 use bytes::Bytes;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use rtb_features::{FEATURE_NAMES, LABEL_NAME, PRICE_NAME};
+use rtb_features::{LABEL_NAME, PRICE_NAME};
 use rtb_storage::Location;
 
 use crate::source::local_path;
 use crate::{Result, TrainerError};
 
-/// Number of model inputs per row.
-pub const FEATURES: usize = FEATURE_NAMES.len();
-
-/// One split in memory: `x` holds [`FEATURES`] values per row, in [`FEATURE_NAMES`] order.
+/// One split in memory: `x` holds `features` values per row, in the contract's order.
 #[derive(Debug, Clone)]
 pub struct Split {
     pub name: &'static str,
     pub url: String,
     pub files: usize,
+    /// Values per row.
+    pub features: usize,
     pub x: Vec<f64>,
     pub y: Vec<f32>,
     /// [`PRICE_NAME`] per row (null read as 0); `None` unless every file has the column.
@@ -48,7 +48,8 @@ impl Split {
     /// model would depend on how the ETL engine partitioned its output (embedded, or which
     /// executor wrote which file); sorted, the same rows always train the same model.
     pub fn canonical_order(&mut self) {
-        let row = |i: usize| &self.x[i * FEATURES..(i + 1) * FEATURES];
+        let width = self.features;
+        let row = |i: usize| &self.x[i * width..(i + 1) * width];
         let mut order: Vec<usize> = (0..self.rows()).collect();
         order.sort_unstable_by(|&a, &b| {
             row(a)
@@ -91,8 +92,9 @@ impl Split {
     }
 }
 
-/// Reads every Parquet file directly under `url` (a folder or `s3://` prefix).
-pub async fn read_split(name: &'static str, url: &str) -> Result<Split> {
+/// Reads every Parquet file directly under `url` (a folder or `s3://` prefix): the label, the
+/// `features` columns in that order, and the price when every file has it.
+pub async fn read_split(name: &'static str, url: &str, features: &[String]) -> Result<Split> {
     if let Some(path) = local_path(url)
         && !path.is_dir()
     {
@@ -125,12 +127,14 @@ pub async fn read_split(name: &'static str, url: &str) -> Result<Split> {
     }
     let url = url.to_owned();
     let count = files.len();
+    let features = features.to_vec();
     // decoding and checking is CPU work: keep it off the async workers
     tokio::task::spawn_blocking(move || {
         let mut split = Split {
             name,
             url,
             files: count,
+            features: features.len(),
             x: Vec::new(),
             y: Vec::new(),
             price: Some(Vec::new()),
@@ -140,6 +144,7 @@ pub async fn read_split(name: &'static str, url: &str) -> Result<Split> {
                 name,
                 &file,
                 bytes,
+                &features,
                 &mut split.x,
                 &mut split.y,
                 &mut split.price,
@@ -164,6 +169,7 @@ pub fn decode(
     split: &'static str,
     file: &str,
     bytes: Bytes,
+    features: &[String],
     x: &mut Vec<f64>,
     y: &mut Vec<f32>,
     price: &mut Option<Vec<f64>>,
@@ -180,8 +186,9 @@ pub fn decode(
         *price = None;
     }
     let priced = price.is_some();
-    let columns: Vec<&'static str> = std::iter::once(LABEL_NAME)
-        .chain(FEATURE_NAMES.iter().copied())
+    let width = features.len();
+    let columns: Vec<&str> = std::iter::once(LABEL_NAME)
+        .chain(features.iter().map(String::as_str))
         .chain(priced.then_some(PRICE_NAME))
         .collect();
     let mut roots = Vec::with_capacity(columns.len());
@@ -190,7 +197,7 @@ pub fn decode(
             return Err(TrainerError::MissingColumn {
                 split,
                 file: file.to_owned(),
-                column,
+                column: column.to_owned(),
                 found: schema
                     .fields()
                     .iter()
@@ -203,7 +210,7 @@ pub fn decode(
             return Err(TrainerError::WrongType {
                 split,
                 file: file.to_owned(),
-                column,
+                column: column.to_owned(),
                 found: field.data_type().to_string(),
             });
         }
@@ -224,16 +231,14 @@ pub fn decode(
             let array = batch
                 .column_by_name(column)
                 .ok_or_else(|| parquet_error(format!("column {column} vanished while reading")))?;
-            // a lost bid has no paying price: null is "nothing paid", not bad data
-            let nulls_are_zero = column == PRICE_NAME;
-            values.push(numbers(
-                split,
-                file,
-                column,
-                array,
-                first_row,
-                nulls_are_zero,
-            )?);
+            // a lost bid has no paying price: null is "nothing paid", not bad data; the label
+            // must be there; a null feature is a missing value
+            let nulls = match column {
+                LABEL_NAME => Nulls::Refused,
+                PRICE_NAME if priced => Nulls::Zero,
+                _ => Nulls::Missing,
+            };
+            values.push(numbers(split, file, column, array, first_row, nulls)?);
         }
         for (i, label) in values[0].iter().enumerate() {
             if *label != 0.0 && *label != 1.0 {
@@ -246,11 +251,11 @@ pub fn decode(
             }
             y.push(*label as f32);
         }
-        x.reserve(rows * FEATURES);
+        x.reserve(rows * width);
         for row in 0..rows {
-            x.extend(values[1..=FEATURES].iter().map(|column| column[row]));
+            x.extend(values[1..=width].iter().map(|column| column[row]));
         }
-        if let (Some(price), Some(values)) = (price.as_mut(), values.get(FEATURES + 1)) {
+        if let (Some(price), Some(values)) = (price.as_mut(), values.get(width + 1)) {
             if let Some((i, value)) = values.iter().enumerate().find(|(_, v)| **v < 0.0) {
                 return Err(TrainerError::NegativePrice {
                     split,
@@ -269,7 +274,8 @@ pub fn decode(
 fn is_numeric(data_type: &DataType) -> bool {
     matches!(
         data_type,
-        DataType::Int8
+        DataType::Boolean
+            | DataType::Int8
             | DataType::Int16
             | DataType::Int32
             | DataType::Int64
@@ -282,22 +288,32 @@ fn is_numeric(data_type: &DataType) -> bool {
     )
 }
 
-/// A numeric column as `f64`, refusing non-finite values and nulls unless `nulls_are_zero`
-/// (`first_row` numbers rows in error messages, 1-based within the file).
+/// What a null in a column means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nulls {
+    Refused,
+    Zero,
+    /// NaN: LightGBM's missing value.
+    Missing,
+}
+
+/// A numeric column as `f64`, refusing infinities, NaN where nulls are refused, and nulls as
+/// `nulls` says (`first_row` numbers rows in error messages, 1-based within the file).
 fn numbers(
     split: &'static str,
     file: &str,
-    column: &'static str,
+    column: &str,
     array: &ArrayRef,
     first_row: usize,
-    nulls_are_zero: bool,
+    nulls: Nulls,
 ) -> Result<Vec<f64>> {
-    if array.null_count() > 0 && !nulls_are_zero {
+    let column_name = || column.to_owned();
+    if array.null_count() > 0 && nulls == Nulls::Refused {
         let row = (0..array.len()).find(|i| array.is_null(*i)).unwrap_or(0);
         return Err(TrainerError::NullValue {
             split,
             file: file.to_owned(),
-            column,
+            column: column_name(),
             row: first_row + row + 1,
         });
     }
@@ -312,6 +328,12 @@ fn numbers(
         };
     }
     let mut values: Vec<f64> = match array.data_type() {
+        DataType::Boolean => array
+            .as_boolean()
+            .values()
+            .iter()
+            .map(|v| f64::from(u8::from(v)))
+            .collect(),
         DataType::Int8 => widen!(Int8Type),
         DataType::Int16 => widen!(Int16Type),
         DataType::Int32 => widen!(Int32Type),
@@ -326,23 +348,25 @@ fn numbers(
             return Err(TrainerError::WrongType {
                 split,
                 file: file.to_owned(),
-                column,
+                column: column_name(),
                 found: other.to_string(),
             });
         }
     };
+    let missing = if nulls == Nulls::Zero { 0.0 } else { f64::NAN };
     if array.null_count() > 0 {
         for (i, v) in values.iter_mut().enumerate() {
             if array.is_null(i) {
-                *v = 0.0;
+                *v = missing;
             }
         }
     }
-    if let Some((row, value)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+    let bad = |v: &f64| v.is_infinite() || (v.is_nan() && nulls != Nulls::Missing);
+    if let Some((row, value)) = values.iter().enumerate().find(|(_, v)| bad(v)) {
         return Err(TrainerError::NotFinite {
             split,
             file: file.to_owned(),
-            column,
+            column: column_name(),
             row: first_row + row + 1,
             value: *value,
         });
@@ -356,6 +380,22 @@ pub(crate) mod tests {
     use arrow_array::{Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
     use arrow_schema::{Field, Schema};
     use parquet::arrow::ArrowWriter;
+
+    /// The kit job's features, as its contract lists them.
+    pub(crate) const FEATURE_NAMES: [&str; 7] = [
+        "dow",
+        "hour",
+        "IndexAdvertiserID",
+        "IndexDomain",
+        "IndexRegionID",
+        "IndexCityID",
+        "device_type_id",
+    ];
+    pub(crate) const FEATURES: usize = FEATURE_NAMES.len();
+
+    pub(crate) fn names() -> Vec<String> {
+        FEATURE_NAMES.iter().map(|n| (*n).to_owned()).collect()
+    }
 
     /// A Parquet file with the given columns (all nullable).
     pub(crate) fn parquet(columns: Vec<(&str, ArrayRef)>) -> Bytes {
@@ -404,6 +444,7 @@ pub(crate) mod tests {
             "train",
             "f.parquet",
             parquet(columns),
+            &names(),
             &mut x,
             &mut y,
             &mut price,
@@ -440,6 +481,7 @@ pub(crate) mod tests {
                 name: "train",
                 url: String::new(),
                 files: 1,
+                features: FEATURES,
                 x: Vec::new(),
                 y: Vec::new(),
                 price: Some(Vec::new()),
@@ -508,10 +550,7 @@ pub(crate) mod tests {
         );
         assert!(matches!(
             read_priced(text),
-            Err(TrainerError::WrongType {
-                column: PRICE_NAME,
-                ..
-            })
+            Err(TrainerError::WrongType { ref column, .. }) if column == PRICE_NAME
         ));
 
         let mut negative = split_columns(3);
@@ -532,7 +571,7 @@ pub(crate) mod tests {
         let err = read(missing).expect_err("missing column");
         assert!(matches!(
             err,
-            TrainerError::MissingColumn { column: "hour", .. }
+            TrainerError::MissingColumn { ref column, .. } if column == "hour"
         ));
         assert!(err.to_string().contains("IndexDomain"), "{err}");
 
@@ -543,44 +582,46 @@ pub(crate) mod tests {
         );
         let err = read(text).expect_err("wrong type");
         assert!(
-            matches!(err, TrainerError::WrongType { column: "dow", .. }),
+            matches!(err, TrainerError::WrongType { ref column, .. } if column == "dow"),
             "{err}"
         );
         assert!(err.to_string().contains("Utf8"), "{err}");
 
+        // a null feature is a missing value, as the scorer serves it; so is NaN
         let nulls = replace(
             split_columns(3),
             "IndexCityID",
             Arc::new(Int32Array::from(vec![Some(1), None, Some(3)])),
         );
-        let err = read(nulls).expect_err("null");
-        assert!(
-            matches!(
-                err,
-                TrainerError::NullValue {
-                    column: "IndexCityID",
-                    row: 2,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-
+        let (x, _) = read(nulls).expect("a null feature reads as missing");
+        assert!(x[FEATURES + 5].is_nan());
         let nan = replace(
             split_columns(3),
             "hour",
             Arc::new(Float64Array::from(vec![1.0, 2.0, f64::NAN])),
         );
-        let err = read(nan).expect_err("nan");
+        assert!(read(nan).expect("nan is missing").0[2 * FEATURES + 1].is_nan());
+        let infinite = replace(
+            split_columns(3),
+            "hour",
+            Arc::new(Float64Array::from(vec![1.0, 2.0, f64::INFINITY])),
+        );
+        let err = read(infinite).expect_err("infinity");
         assert!(
             matches!(
                 err,
-                TrainerError::NotFinite {
-                    column: "hour",
-                    row: 3,
-                    ..
-                }
+                TrainerError::NotFinite { ref column, row: 3, .. } if column == "hour"
             ),
+            "{err}"
+        );
+        let null_label = replace(
+            split_columns(3),
+            LABEL_NAME,
+            Arc::new(Int32Array::from(vec![Some(1), None, Some(0)])),
+        );
+        let err = read(null_label).expect_err("null label");
+        assert!(
+            matches!(err, TrainerError::NullValue { row: 2, .. }),
             "{err}"
         );
 
@@ -602,6 +643,7 @@ pub(crate) mod tests {
                 "test",
                 "junk.parquet",
                 Bytes::from_static(b"not parquet"),
+                &names(),
                 &mut x,
                 &mut y,
                 &mut price,
@@ -620,7 +662,7 @@ pub(crate) mod tests {
         std::fs::write(folder.join("b.parquet"), parquet(split_columns(2))).expect("write");
         std::fs::write(folder.join("_SUCCESS"), "").expect("write");
         let url = folder.to_string_lossy().into_owned();
-        let split = read_split("train", &url).await.expect("reads");
+        let split = read_split("train", &url, &names()).await.expect("reads");
         assert_eq!((split.rows(), split.files, split.wins()), (6, 2, 3));
         split.require_both_labels().expect("both labels");
         assert_eq!(split.price, None);
@@ -638,10 +680,14 @@ pub(crate) mod tests {
         std::fs::create_dir_all(&mixed).expect("mkdir");
         std::fs::write(mixed.join("a.parquet"), priced(4)).expect("write");
         let mixed_url = mixed.to_string_lossy().into_owned();
-        let all = read_split("train", &mixed_url).await.expect("reads");
+        let all = read_split("train", &mixed_url, &names())
+            .await
+            .expect("reads");
         assert_eq!(all.price.as_ref().map(Vec::len), Some(4));
         std::fs::write(mixed.join("b.parquet"), parquet(split_columns(2))).expect("write");
-        let some = read_split("train", &mixed_url).await.expect("reads");
+        let some = read_split("train", &mixed_url, &names())
+            .await
+            .expect("reads");
         assert_eq!((some.rows(), some.price), (6, None));
 
         let one_class = Split {
@@ -657,17 +703,17 @@ pub(crate) mod tests {
         std::fs::create_dir_all(&empty).expect("mkdir");
         let empty_url = empty.to_string_lossy().into_owned();
         assert!(matches!(
-            read_split("valid", &empty_url).await,
+            read_split("valid", &empty_url, &names()).await,
             Err(TrainerError::NoParquetFiles { .. })
         ));
         std::fs::write(empty.join("a.parquet"), parquet(split_columns(0))).expect("write");
         assert!(matches!(
-            read_split("valid", &empty_url).await,
+            read_split("valid", &empty_url, &names()).await,
             Err(TrainerError::EmptySplit { split: "valid", .. })
         ));
         let gone = dir.path().join("nope").to_string_lossy().into_owned();
         assert!(matches!(
-            read_split("test", &gone).await,
+            read_split("test", &gone, &names()).await,
             Err(TrainerError::SplitNotFound { .. })
         ));
         assert!(!dir.path().join("nope").exists(), "reading creates nothing");

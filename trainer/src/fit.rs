@@ -6,9 +6,7 @@ use std::time::Instant;
 use lightgbm3::{Booster, ImportanceType};
 use serde_json::{Map, Value};
 
-use rtb_features::FEATURE_NAMES;
-
-use crate::data::{FEATURES, Split};
+use crate::data::Split;
 use crate::metrics::{Ranking, binary_error, log_loss};
 use crate::params;
 use crate::{Result, TrainerError, train_binary_named};
@@ -27,6 +25,8 @@ pub struct Fitted {
     /// The validation metric after each iteration, 1-based iteration `i` at index `i - 1`.
     pub valid_metric: Vec<f64>,
     pub test_scores: Vec<f64>,
+    /// The model's inputs, in order.
+    pub feature_names: Vec<String>,
     /// Total gain of the splits on each feature, in feature order.
     pub importance_gain: Vec<f64>,
     /// Number of splits on each feature.
@@ -74,19 +74,21 @@ pub fn best_iteration(curve: &[f64], higher_is_better: bool) -> usize {
     best + 1
 }
 
-/// Trains on `train` with early stopping on `valid`, keeps the best iteration, scores `test`.
+/// Trains on `train` with early stopping on `valid`, keeps the best iteration, scores `test`;
+/// `names` are the splits' feature columns, in order.
 pub fn fit(
     train: &Split,
     valid: &Split,
     test: &Split,
+    names: &[String],
     params: &Map<String, Value>,
 ) -> Result<Fitted> {
     let started = Instant::now();
-    let names: Vec<String> = FEATURE_NAMES.iter().map(|n| (*n).to_owned()).collect();
+    let width = names.len() as i32;
     let booster = train_binary_named(
         (&train.x, &train.y),
         Some((&valid.x, &valid.y)),
-        &names,
+        names,
         &Value::Object(params.clone()),
     )?;
     let train_ms = started.elapsed().as_millis() as u64;
@@ -113,7 +115,7 @@ pub fn fit(
             last = p.to_vec();
         }
     });
-    let lightgbm = booster.predict(&valid.x, FEATURES as i32, true)?;
+    let lightgbm = booster.predict(&valid.x, width, true)?;
     let difference = largest_difference(&lightgbm, &last);
     if difference > 1e-9 {
         return Err(TrainerError::ModelMismatch { difference });
@@ -125,7 +127,7 @@ pub fn fit(
     };
     let (booster, model_text) = if best < trees_trained {
         let cut = Booster::from_string(&truncate(&text, best)?)?;
-        let probabilities = cut.predict(&valid.x, FEATURES as i32, true)?;
+        let probabilities = cut.predict(&valid.x, width, true)?;
         let measured = metric_value(&metric, &probabilities, &valid.y);
         let expected = valid_metric[best - 1];
         if (measured - expected).abs() > 1e-9 {
@@ -141,7 +143,7 @@ pub fn fit(
     let select_ms = started.elapsed().as_millis() as u64;
 
     let started = Instant::now();
-    let test_scores = booster.predict(&test.x, FEATURES as i32, true)?;
+    let test_scores = booster.predict(&test.x, width, true)?;
     let predict_ms = started.elapsed().as_millis() as u64;
     Ok(Fitted {
         model_text,
@@ -150,6 +152,7 @@ pub fn fit(
         metric,
         valid_metric,
         test_scores,
+        feature_names: names.to_vec(),
         importance_gain: booster.feature_importance(ImportanceType::Gain)?,
         importance_split: booster.feature_importance(ImportanceType::Split)?,
         train_ms,
@@ -161,6 +164,7 @@ pub fn fit(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::data::tests::{FEATURES, names};
 
     /// Splits with a known signal: the win probability is a logistic function of three
     /// features (hour-like, advertiser-like, device-like); the rest are noise.
@@ -194,6 +198,7 @@ pub(crate) mod tests {
             name,
             url: format!("memory://{name}"),
             files: 1,
+            features: FEATURES,
             x,
             y,
             price: None,
@@ -214,7 +219,7 @@ pub(crate) mod tests {
         let (valid, _) = signal_split("valid", 5_000, 12);
         let (test, truth) = signal_split("test", 20_000, 13);
         let params = params::resolve(&[], 2).expect("defaults");
-        let fitted = fit(&train, &valid, &test, &params).expect("fits");
+        let fitted = fit(&train, &valid, &test, &names(), &params).expect("fits");
         let oracle = Ranking::new(&truth, &test.y).roc_auc();
         let auc = Ranking::new(&fitted.test_scores, &test.y).roc_auc();
         // the oracle (true probabilities) bounds any model; the signal is strong enough that
@@ -235,7 +240,7 @@ pub(crate) mod tests {
             "{gain:?}"
         );
 
-        let again = fit(&train, &valid, &test, &params).expect("fits again");
+        let again = fit(&train, &valid, &test, &names(), &params).expect("fits again");
         assert_eq!(again.model_text, fitted.model_text, "same seed, same model");
         assert_eq!(again.test_scores, fitted.test_scores);
     }
@@ -256,7 +261,7 @@ pub(crate) mod tests {
             "lambda_l2=0".to_owned(),
         ];
         let params = params::resolve(&overrides, 1).expect("resolves");
-        let fitted = fit(&train, &valid, &test, &params).expect("fits");
+        let fitted = fit(&train, &valid, &test, &names(), &params).expect("fits");
         assert_eq!((fitted.trees_trained, fitted.best_iteration), (30, 30));
 
         // such trees overfit a small train split, so the best iteration is early; patience as
@@ -270,7 +275,7 @@ pub(crate) mod tests {
             "lambda_l2=0".to_owned(),
         ];
         let params = params::resolve(&overrides, 1).expect("resolves");
-        let fitted = fit(&train, &valid, &test, &params).expect("fits");
+        let fitted = fit(&train, &valid, &test, &names(), &params).expect("fits");
         assert!(
             fitted.best_iteration < fitted.trees_trained,
             "{:?}",

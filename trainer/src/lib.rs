@@ -79,12 +79,12 @@ pub enum TrainerError {
     },
     #[error(
         "{split} split file {file} has no column {column} (it has {found}); the trainer needs \
-         label and the features in rtb_features::FEATURE_NAMES, as the etl job writes them"
+         label and the features the run's feature contract lists, as the etl job writes them"
     )]
     MissingColumn {
         split: &'static str,
         file: String,
-        column: &'static str,
+        column: String,
         found: String,
     },
     #[error(
@@ -94,27 +94,24 @@ pub enum TrainerError {
     WrongType {
         split: &'static str,
         file: String,
-        column: &'static str,
+        column: String,
         found: String,
     },
-    #[error(
-        "{split} split file {file}: column {column} is null in row {row}; the etl job must \
-         encode missing values (the vocabulary's unknown index), not leave them null"
-    )]
+    #[error("{split} split file {file}: column {column} is null in row {row}; it must be set")]
     NullValue {
         split: &'static str,
         file: String,
-        column: &'static str,
+        column: String,
         row: usize,
     },
     #[error(
         "{split} split file {file}: column {column} holds {value} in row {row}; features must \
-         be finite numbers"
+         be finite numbers or null (missing)"
     )]
     NotFinite {
         split: &'static str,
         file: String,
-        column: &'static str,
+        column: String,
         row: usize,
         value: f64,
     },

@@ -40,7 +40,9 @@ pub struct ModelManifest {
     pub objective: &'static str,
     pub label: &'static str,
     /// Model inputs in the order the model expects them.
-    pub features: Vec<&'static str>,
+    pub features: Vec<String>,
+    /// The feature contract of the run: how the scorer computes the features from a request.
+    pub contract: rtb_features::FeatureContract,
     /// The vocabulary that encoded the categorical features; a scorer must encode requests
     /// with exactly this version.
     pub vocabulary_version: String,

@@ -10,7 +10,6 @@ use plotters::coord::Shift;
 use plotters::coord::ranged1d::SegmentValue;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
-use rtb_features::FEATURE_NAMES;
 use serde::Serialize;
 
 use crate::fit::Fitted;
@@ -355,12 +354,12 @@ pub fn histogram_chart(scores: &[f64], labels: &[f32]) -> Result<Vec<u8>> {
 }
 
 /// Gain share per feature, largest first.
-pub fn importance_chart(gain: &[f64], splits: &[f64]) -> Result<Vec<u8>> {
+pub fn importance_chart(names: &[String], gain: &[f64], splits: &[f64]) -> Result<Vec<u8>> {
     let total: f64 = gain.iter().sum::<f64>().max(f64::MIN_POSITIVE);
-    let mut rows: Vec<(String, f64, f64)> = FEATURE_NAMES
+    let mut rows: Vec<(String, f64, f64)> = names
         .iter()
         .zip(gain.iter().zip(splits))
-        .map(|(name, (g, s))| ((*name).to_owned(), 100.0 * g / total, *s))
+        .map(|(name, (g, s))| (name.clone(), 100.0 * g / total, *s))
         .collect();
     // largest at the top: the y axis counts upwards
     rows.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -477,7 +476,7 @@ pub fn learning_chart(fitted: &Fitted) -> Result<Vec<u8>> {
 /// A feature's importance, as the metrics file lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureImportance {
-    pub feature: &'static str,
+    pub feature: String,
     pub gain: f64,
     pub gain_share: f64,
     pub splits: u64,
@@ -489,11 +488,12 @@ pub fn feature_importance(fitted: &Fitted) -> Vec<FeatureImportance> {
         .iter()
         .sum::<f64>()
         .max(f64::MIN_POSITIVE);
-    FEATURE_NAMES
+    fitted
+        .feature_names
         .iter()
         .zip(fitted.importance_gain.iter().zip(&fitted.importance_split))
         .map(|(feature, (gain, splits))| FeatureImportance {
-            feature,
+            feature: feature.clone(),
             gain: *gain,
             gain_share: gain / total,
             splits: *splits as u64,
@@ -535,7 +535,11 @@ pub fn charts(fitted: &Fitted, evaluation: &Evaluation, test_labels: &[f32]) -> 
         Chart {
             file: "feature-importance.png",
             title: "Feature importance",
-            png: importance_chart(&fitted.importance_gain, &fitted.importance_split)?,
+            png: importance_chart(
+                &fitted.feature_names,
+                &fitted.importance_gain,
+                &fitted.importance_split,
+            )?,
         },
         Chart {
             file: "learning-curve.png",
@@ -736,7 +740,8 @@ mod tests {
         let (valid, _) = signal_split("valid", 2_000, 32);
         let (test, _) = signal_split("test", 3_000, 33);
         let params = crate::params::resolve(&[], 1).expect("defaults");
-        let fitted = crate::fit::fit(&train, &valid, &test, &params).expect("fits");
+        let names = crate::data::tests::names();
+        let fitted = crate::fit::fit(&train, &valid, &test, &names, &params).expect("fits");
         // wins that score higher cost more here, so the spend line runs above the wins line
         let prices: Vec<f64> = fitted
             .test_scores

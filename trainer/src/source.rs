@@ -8,33 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use rtb_features::FeatureVocabulary;
+use rtb_features::manifest::outputs;
+use rtb_features::{EtlManifest, FeatureContract, FeatureVocabulary};
 use rtb_params::{ParameterStore, names};
 use rtb_storage::StorageError;
-use serde::Deserialize;
 
 use crate::{Result, TrainerError};
-
-/// The parts of an ETL run manifest the trainer relies on.
-#[derive(Debug, Clone, Deserialize)]
-pub struct EtlManifest {
-    pub run_id: String,
-    pub outputs: BTreeMap<String, String>,
-    pub splits: BTreeMap<String, SplitCounts>,
-    pub vocabulary: VocabularyInfo,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct SplitCounts {
-    pub rows: u64,
-    pub label_0: u64,
-    pub label_1: u64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct VocabularyInfo {
-    pub version: String,
-}
 
 /// A committed run, located and checked.
 #[derive(Debug, Clone)]
@@ -46,6 +25,8 @@ pub struct EtlRun {
     pub vocabulary_url: String,
     /// `sha256:...`, read from the vocabulary file and equal to the manifest's.
     pub vocabulary_version: String,
+    /// What the run's job defines as the model inputs, read and checked against the manifest.
+    pub contract: FeatureContract,
 }
 
 /// The split names, in the order they are read.
@@ -216,7 +197,7 @@ async fn load(manifest_url: &str) -> Result<EtlRun> {
     }
     let vocabulary_url = manifest
         .outputs
-        .get("vocabulary")
+        .get(outputs::VOCABULARY)
         .ok_or_else(|| bad("it lists no vocabulary output".into()))?
         .clone();
     let bad_vocabulary = |reason: String| TrainerError::BadVocabulary {
@@ -236,11 +217,37 @@ async fn load(manifest_url: &str) -> Result<EtlRun> {
             expected: manifest.vocabulary.version,
         });
     }
+    let contract_url = manifest
+        .outputs
+        .get(outputs::CONTRACT)
+        .ok_or_else(|| bad("it lists no feature contract; it was written by an older rtb-etl, re-run `rtb-etl run`".into()))?
+        .clone();
+    let bad_contract = |reason: String| TrainerError::BadManifest {
+        url: contract_url.clone(),
+        reason,
+    };
+    let text = get_url(&contract_url)
+        .await?
+        .ok_or_else(|| bad_contract("the feature contract does not exist".into()))?;
+    let text = std::str::from_utf8(&text).map_err(|e| bad_contract(e.to_string()))?;
+    let contract = FeatureContract::from_json(text).map_err(|e| bad_contract(e.to_string()))?;
+    if contract.version != manifest.contract_version
+        || contract.vocabulary_version != vocabulary.version
+    {
+        return Err(bad_contract(format!(
+            "it is version {} over vocabulary {}, but the run manifest says {} over {}; the run was changed after it was committed, re-run `rtb-etl run`",
+            contract.version,
+            contract.vocabulary_version,
+            manifest.contract_version,
+            vocabulary.version
+        )));
+    }
     Ok(EtlRun {
         manifest_url: manifest_url.to_owned(),
         splits,
         vocabulary_version: vocabulary.version,
         vocabulary_url,
+        contract,
         manifest,
     })
 }
@@ -296,15 +303,42 @@ mod tests {
         )
         .expect("write");
         let url = |name: &str| run.join(name).to_string_lossy().into_owned();
-        let manifest = serde_json::json!({
-            "run_id": "r1",
-            "outputs": {
-                "train": url("train/"), "valid": url("valid/"), "test": url("test/"),
-                "vocabulary": url("vocabulary.json"),
+        let contract = rtb_features::contract::bid_filtering(&vocabulary.version);
+        std::fs::write(
+            run.join("feature-contract.json"),
+            contract.to_json().expect("json"),
+        )
+        .expect("write");
+        let manifest = rtb_features::EtlManifest {
+            run_id: "r1".into(),
+            job: rtb_features::manifest::JobInfo {
+                name: "j".into(),
+                source: "builtin".into(),
+                sha256: String::new(),
+                params: BTreeMap::new(),
+                categorical: Vec::new(),
             },
-            "splits": {},
-            "vocabulary": { "version": "sha256:00" },
-        });
+            versions: BTreeMap::new(),
+            inputs: Vec::new(),
+            rows: BTreeMap::new(),
+            splits: BTreeMap::new(),
+            vocabulary: rtb_features::manifest::VocabularyInfo {
+                version: "sha256:00".into(),
+                sizes: BTreeMap::new(),
+            },
+            contract_version: contract.version.clone(),
+            outputs: BTreeMap::from([
+                ("train".into(), url("train/")),
+                ("valid".into(), url("valid/")),
+                ("test".into(), url("test/")),
+                ("vocabulary".into(), url("vocabulary.json")),
+                ("contract".into(), url("feature-contract.json")),
+            ]),
+            durations_ms: BTreeMap::new(),
+            memory_limit_bytes: 0,
+            committed_at: String::new(),
+        };
+        let manifest = serde_json::to_value(&manifest).expect("json");
         std::fs::write(run.join("manifest.json"), manifest.to_string()).expect("write");
         let err = from_location(run.to_str().expect("utf8"))
             .await
@@ -324,6 +358,18 @@ mod tests {
             .expect("found through latest.json");
         assert_eq!(found.manifest.run_id, "r1");
         assert_eq!(found.vocabulary_version, vocabulary.version);
+        assert_eq!(found.contract, contract);
+
+        // a contract edited after the run was committed is refused
+        let edited = contract
+            .to_json()
+            .expect("json")
+            .replace("\"hour\"", "\"hour\" + 1");
+        std::fs::write(run.join("feature-contract.json"), edited).expect("write");
+        let err = from_location(dir.path().to_str().expect("utf8"))
+            .await
+            .expect_err("edited contract");
+        assert!(err.to_string().contains("feature-contract.json"), "{err}");
         assert_eq!(found.splits["test"], url("test/"));
     }
 }

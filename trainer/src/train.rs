@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use clap::Args;
-use rtb_features::{FEATURE_NAMES, LABEL_NAME};
+use rtb_features::LABEL_NAME;
 use rtb_params::ParameterStore;
 use tracing::info;
 
@@ -107,7 +107,7 @@ async fn read_splits(run: &EtlRun) -> Result<Vec<Split>> {
     let mut splits = Vec::with_capacity(source::SPLITS.len());
     for name in source::SPLITS {
         let url = &run.splits[name];
-        let split = read_split(name, url).await?;
+        let split = read_split(name, url, &run.contract.feature_names()).await?;
         if let Some(counts) = run.manifest.splits.get(name)
             && counts.rows != split.rows() as u64
         {
@@ -157,9 +157,10 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     let thresholds = args.thresholds.clone();
     let wins_kept = args.wins_kept;
     let fit_params = params.clone();
+    let names = run.contract.feature_names();
     let (splits, fitted, evaluation, charts, evaluate_ms, report_ms) =
         tokio::task::spawn_blocking(move || -> Result<_> {
-            let fitted = fit(&splits[0], &splits[1], &splits[2], &fit_params)?;
+            let fitted = fit(&splits[0], &splits[1], &splits[2], &names, &fit_params)?;
             let phase = Instant::now();
             let test = &splits[2];
             let evaluation = evaluate(
@@ -269,7 +270,8 @@ fn build_manifest(
         model_sha256: model_sha256.to_owned(),
         objective: "binary",
         label: LABEL_NAME,
-        features: FEATURE_NAMES.to_vec(),
+        features: run.contract.feature_names(),
+        contract: run.contract.clone(),
         vocabulary_version: run.vocabulary_version.clone(),
         vocabulary: run.vocabulary_url.clone(),
         etl_run_id: run.manifest.run_id.clone(),

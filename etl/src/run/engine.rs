@@ -1,0 +1,230 @@
+//! The engine side of a run: the session (embedded or on a cluster), writing a plan's output,
+//! counting grouped rows, fitting the vocabulary.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::Context;
+use ballista::prelude::SessionContextExt;
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::config::TableParquetOptions;
+use datafusion::datasource::file_format::format_as_file_type;
+use datafusion::datasource::file_format::json::JsonFormatFactory;
+use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::{ExecutionPlan, collect};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use rtb_features::vocabulary::{FeatureVocabulary, StringIndexer};
+use rtb_storage::Location;
+
+use super::{RunArgs, parse_size};
+use crate::stores::StoreRegistry;
+use crate::{cluster, udf};
+
+/// The base URL (`scheme://bucket`) a location's store must be registered under.
+pub(super) fn store_url(location: &Location) -> anyhow::Result<url::Url> {
+    let url = location.url();
+    let base = match url.scheme() {
+        "file" => "file:///".to_owned(),
+        scheme => format!("{scheme}://{}", url.host_str().unwrap_or_default()),
+    };
+    Ok(url::Url::parse(&base)?)
+}
+
+pub(super) async fn session(
+    args: &RunArgs,
+    limit: usize,
+    locations: &[&Location],
+) -> anyhow::Result<SessionContext> {
+    let partitions = args
+        .partitions
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let ctx = match &args.cluster {
+        Some(url) => {
+            // the memory pool and spill folder are the executors' own settings on a cluster
+            let mut config = cluster::session_config().with_target_partitions(partitions);
+            if let Some(size) = &args.shuffle_buffer {
+                config = config.set_usize(
+                    "ballista.shuffle.sort_based.memory_limit_per_task_bytes",
+                    parse_size(size)?,
+                );
+            }
+            let state = cluster::session_state(config, cluster::runtime(None)?)?;
+            SessionContext::remote_with_state(url, state)
+                .await
+                .with_context(|| format!("cannot reach the Ballista scheduler at {url}"))?
+        }
+        None => {
+            let mut disk = DiskManagerBuilder::default();
+            if let Some(dir) = &args.spill_dir {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create spill folder {dir}"))?;
+                disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
+            }
+            let runtime = RuntimeEnvBuilder::new()
+                .with_object_store_registry(Arc::new(StoreRegistry::default()))
+                .with_memory_pool(Arc::new(FairSpillPool::new(limit)))
+                .with_disk_manager_builder(disk)
+                .build_arc()?;
+            let config = rtb_expr::sql_config(
+                SessionConfig::new()
+                    .with_target_partitions(partitions)
+                    .with_information_schema(true),
+            );
+            SessionContext::new_with_config_rt(config, runtime)
+        }
+    };
+    for location in locations {
+        if location.url().scheme() != "file" {
+            ctx.register_object_store(&store_url(location)?, Arc::clone(location.store()));
+        }
+    }
+    // after `remote_with_state`, which replaces the state's function list
+    udf::register(&ctx);
+    Ok(ctx)
+}
+
+/// Executes `df` into files under `url` and returns the physical plan (for its metrics) and
+/// the number of rows written.
+pub(super) async fn write(
+    ctx: &SessionContext,
+    df: DataFrame,
+    url: &str,
+    json: bool,
+) -> anyhow::Result<(Arc<dyn ExecutionPlan>, u64)> {
+    let file_type = if json {
+        format_as_file_type(Arc::new(JsonFormatFactory::new()))
+    } else {
+        let mut options = TableParquetOptions::default();
+        options.global.compression = Some("zstd(1)".into());
+        format_as_file_type(Arc::new(ParquetFormatFactory::new_with_options(options)))
+    };
+    let plan = LogicalPlanBuilder::copy_to(
+        df.logical_plan().clone(),
+        url.to_owned(),
+        file_type,
+        HashMap::new(),
+        vec![],
+    )?
+    .build()?;
+    let physical = ctx.state().create_physical_plan(&plan).await?;
+    let batches = collect(Arc::clone(&physical), ctx.task_ctx())
+        .await
+        .with_context(|| format!("cannot write {url}"))?;
+    let rows = batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_primitive_opt::<datafusion::arrow::datatypes::UInt64Type>()
+        })
+        .map_or(0, |c| c.value(0));
+    Ok((physical, rows))
+}
+
+/// Rows out of each final aggregation, keyed by the view step whose columns it produces.
+pub(super) fn grouped_rows(
+    plan: &Arc<dyn ExecutionPlan>,
+    steps: &[(String, Vec<String>)],
+    out: &mut BTreeMap<String, u64>,
+) {
+    let any: &dyn std::any::Any = plan.as_ref();
+    if let Some(agg) = any.downcast_ref::<AggregateExec>() {
+        let last_stage = matches!(
+            agg.mode(),
+            AggregateMode::Final
+                | AggregateMode::FinalPartitioned
+                | AggregateMode::Single
+                | AggregateMode::SinglePartitioned
+        );
+        if last_stage {
+            let fields: Vec<String> = plan
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            if let Some((name, _)) = steps.iter().find(|(_, cols)| *cols == fields) {
+                let rows = plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
+                *out.entry(name.clone()).or_default() += rows;
+            }
+        }
+    }
+    for child in plan.children() {
+        grouped_rows(child, steps, out);
+    }
+}
+
+/// Whether `plan` is an aggregation whose output columns are `columns` (under projections),
+/// the shape [`grouped_rows`] recognises in a physical plan.
+pub(super) fn groups_into(plan: &LogicalPlan, columns: &[String]) -> bool {
+    match plan {
+        LogicalPlan::Projection(p) => groups_into(&p.input, columns),
+        LogicalPlan::SubqueryAlias(a) => groups_into(&a.input, columns),
+        LogicalPlan::Aggregate(a) => {
+            let names: Vec<&str> = a
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            names == columns.iter().map(String::as_str).collect::<Vec<_>>()
+        }
+        _ => false,
+    }
+}
+
+pub(super) async fn query_batches(
+    ctx: &SessionContext,
+    sql: &str,
+) -> anyhow::Result<Vec<RecordBatch>> {
+    Ok(ctx.sql(sql).await?.collect().await?)
+}
+
+/// Fits one StringIndexer per categorical column of `transformed`.
+pub(super) async fn fit_vocabulary(
+    ctx: &SessionContext,
+    columns: &[String],
+) -> anyhow::Result<FeatureVocabulary> {
+    let mut fitted = Vec::new();
+    for name in columns {
+        let sql = format!(
+            "SELECT CAST(\"{name}\" AS VARCHAR) AS label, count(*) AS n FROM transformed WHERE \"{name}\" IS NOT NULL GROUP BY \"{name}\""
+        );
+        let df = ctx.sql(&sql).await.with_context(|| {
+            format!("categorical column {name} is not a column of the transformed step")
+        })?;
+        let mut counts = Vec::new();
+        for batch in df.collect().await? {
+            let labels = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+            let labels = labels.as_string::<i32>();
+            let n = batch.column(1).as_primitive::<Int64Type>();
+            for i in 0..batch.num_rows() {
+                counts.push((labels.value(i).to_owned(), n.value(i) as u64));
+            }
+        }
+        fitted.push((name.clone(), StringIndexer::fit_from_counts(counts)));
+    }
+    Ok(FeatureVocabulary::new(fitted))
+}
+
+pub(super) async fn delete_prefix(location: &Location, prefix: &str) {
+    let Ok(names) = location.list(prefix).await else {
+        return;
+    };
+    for name in names {
+        let _ = location.store().delete(&location.path(&name)).await;
+    }
+}
+
+/// Reads the files of a Parquet output folder as batches (tests, tools).
+pub async fn read_parquet(ctx: &SessionContext, url: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    let df = ctx.read_parquet(url, ParquetReadOptions::default()).await?;
+    Ok(df.execute_stream().await?.try_collect().await?)
+}

@@ -1,0 +1,732 @@
+//! The `run` command: one feature job, embedded or on a cluster, from raw logs to committed
+//! artifacts.
+//!
+//! Layout of a run under `--out` (mirrors the original's S3 prefixes):
+//! ```text
+//! runs/<run_id>/processed/{transformed,train,valid,test}/   Parquet
+//! runs/<run_id>/pipeline-model/vocabulary.json             fitted StringIndexers, versioned
+//! runs/<run_id>/pipeline-model/feature-contract.json       request fields, feature expressions
+//! runs/<run_id>/pipeline-model/inference-data/             JSON lines the simulator replays
+//! runs/<run_id>/rejects/rejects.jsonl                      every rejected line, with its reason
+//! runs/<run_id>/manifest.json                              written last: the commit marker
+//! latest.json                                              the newest committed run
+//! ```
+//! A run without `manifest.json` is not committed and no reader may use it; a failed run
+//! deletes what it wrote.
+
+mod contract;
+mod engine;
+mod summary;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::arrow::datatypes::{DataType, Int64Type};
+use datafusion::common::TableReference;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use indicatif::ProgressBar;
+use rtb_features::layout::LogKind;
+use rtb_features::manifest::{JobInfo, SplitCounts, VocabularyInfo, outputs};
+use rtb_features::{EtlManifest, FeatureVocabulary, Split};
+use rtb_storage::Location;
+use sha2::{Digest, Sha256};
+use tracing::info;
+
+use crate::ingest::{FileReport, InputFile, RawLogSpec, RawLogTable, report_name};
+use crate::job::{self, Job, StepRole};
+use crate::udf;
+pub use engine::read_parquet;
+use engine::{
+    delete_prefix, fit_vocabulary, grouped_rows, groups_into, query_batches, session, write,
+};
+pub use summary::render;
+
+/// The run manifest, shared with the trainer.
+pub type Manifest = EtlManifest;
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Job SQL file; the built-in bid-filtering job when absent.
+    #[arg(long, env = "RTB_JOB")]
+    pub job: Option<String>,
+    /// Folder or s3:// prefix holding the raw logs.
+    #[arg(long, env = "RTB_INPUT", default_value = "data/raw")]
+    pub input: String,
+    /// Bid log file names under --input; `*` and `?` wildcards, comma-separated list allowed.
+    #[arg(long, env = "RTB_BIDS", default_value = "bid.*")]
+    pub bids: String,
+    /// Impression log file names under --input.
+    #[arg(long, env = "RTB_IMPS", default_value = "imp.*")]
+    pub imps: String,
+    /// Folder or s3:// prefix for the run's outputs.
+    #[arg(long, env = "RTB_OUT", default_value = "data/features")]
+    pub out: String,
+    /// Job parameter override, `name=value` (repeatable).
+    #[arg(long = "param", env = "RTB_PARAM", value_delimiter = ',')]
+    pub params: Vec<String>,
+    /// Memory pool for joins, aggregations and sorts; beyond it they spill to disk.
+    #[arg(long, env = "RTB_MEMORY_LIMIT", default_value = "2GiB")]
+    pub memory_limit: String,
+    /// Folder for spill files (default: the system temp folder).
+    #[arg(long, env = "RTB_SPILL_DIR")]
+    pub spill_dir: Option<String>,
+    /// Cluster only: what each task writing shuffle output may buffer before it spills to the
+    /// executor's disk (Ballista's `ballista.shuffle.sort_based.memory_limit_per_task_bytes`,
+    /// 256MiB by default). Budget it with the executor's slots: slots x this must fit its memory.
+    #[arg(long, env = "RTB_SHUFFLE_BUFFER")]
+    pub shuffle_buffer: Option<String>,
+    /// Parallelism of the query engine (default: the number of cores).
+    #[arg(long, env = "RTB_PARTITIONS")]
+    pub partitions: Option<usize>,
+    /// Run on a Ballista cluster, `df://scheduler-host:50050`, instead of embedded. Executors
+    /// then read the inputs and write the outputs themselves: both must be URLs every cluster
+    /// process can reach (s3://, or a folder shared by all machines).
+    #[arg(long, env = "RTB_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Where output locations are published under the original's `/aik/...` names: a JSON file
+    /// (path or file://), or `ssm://` (AWS SSM Parameter Store; `ssm://?endpoint=URL` for an
+    /// emulator).
+    #[arg(
+        long,
+        env = "RTB_PARAMETER_STORE",
+        default_value = "data/parameter-store.json"
+    )]
+    pub parameter_store: String,
+}
+
+/// The run's locations under the original kit's parameter names, plus the manifest pointer.
+pub fn published_parameters(
+    args: &RunArgs,
+    manifest: &Manifest,
+    manifest_url: &str,
+) -> Vec<(&'static str, String)> {
+    use rtb_params::names;
+    let input = args.input.trim_end_matches('/');
+    let o = &manifest.outputs;
+    vec![
+        (names::RAW_DATA, input.to_owned()),
+        (names::BID_SOURCE, format!("{input}/{}", args.bids)),
+        (names::IMP_SOURCE, format!("{input}/{}", args.imps)),
+        (names::OUTPUT_TRANSFORMED, o[outputs::TRANSFORMED].clone()),
+        (names::OUTPUT_TRAIN, o["train"].clone()),
+        (names::OUTPUT_VERIFY, o["valid"].clone()),
+        (names::OUTPUT_TEST, o["test"].clone()),
+        (
+            names::PIPELINE_MODEL_ARTIFACT_PATH,
+            o[outputs::VOCABULARY].clone(),
+        ),
+        (
+            names::PIPELINE_MODEL_ARTIFACT_SCHEMA_PATH,
+            o[outputs::CONTRACT].clone(),
+        ),
+        (names::INFERENCE_DATA, o[outputs::INFERENCE_DATA].clone()),
+        (ETL_MANIFEST_PARAMETER, manifest_url.to_owned()),
+    ]
+}
+
+/// Our addition to the original's names: the committed run's manifest.
+pub const ETL_MANIFEST_PARAMETER: &str = "/aik/etl/manifest";
+
+/// Parses `256MiB`, `2GiB`, `512MB`, or a plain number of bytes.
+pub fn parse_size(text: &str) -> anyhow::Result<usize> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .with_context(|| format!("size {text:?} must start with a number, e.g. 256MiB"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        other => bail!("unknown size unit {other:?} in {text:?}; use B, KiB, MiB or GiB"),
+    };
+    Ok((number * factor) as usize)
+}
+
+/// `*` matches any run of characters, `?` one character.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
+    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ni;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ni = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+/// Every input's report, written by whichever process read it; a missing one means the file
+/// was never read whole, and the run must not claim counts for it.
+async fn read_reports(
+    out: &Location,
+    dir: &str,
+    files: &[InputFile],
+) -> anyhow::Result<Vec<FileReport>> {
+    let mut reports = Vec::with_capacity(files.len());
+    for file in files {
+        let name = format!("{dir}/{}", report_name(file));
+        let bytes = out.get(&name).await.with_context(|| {
+            format!(
+                "{} was not read to its end, so its line counts are unknown; does the job read every row of its table?",
+                file.url
+            )
+        })?;
+        let report: FileReport = serde_json::from_slice(&bytes)
+            .with_context(|| format!("ingest report {} is not valid", out.child_url(&name)))?;
+        reports.push(report);
+    }
+    reports.sort_by(|a, b| a.url.cmp(&b.url));
+    Ok(reports)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub const MANIFEST: &str = "manifest.json";
+pub const LATEST: &str = "latest.json";
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+async fn list_inputs(
+    location: &Location,
+    patterns: &str,
+    kind: LogKind,
+) -> anyhow::Result<Vec<InputFile>> {
+    let names = location.list_sized("").await?;
+    let patterns: Vec<&str> = patterns
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    let mut files: Vec<InputFile> = names
+        .iter()
+        .filter(|(name, _)| !name.contains('/'))
+        .filter(|(name, _)| patterns.iter().any(|p| wildcard_match(p, name)))
+        .map(|(name, size)| InputFile {
+            url: location.child_url(name),
+            kind,
+            size: *size,
+        })
+        .collect();
+    files.sort_by(|a, b| a.url.cmp(&b.url));
+    if files.is_empty() {
+        bail!(
+            "no {} log matching {:?} under {}; check --input and --{}",
+            match kind {
+                LogKind::Bid => "bid",
+                LogKind::Imp => "impression",
+            },
+            patterns.join(","),
+            location.url(),
+            match kind {
+                LogKind::Bid => "bids",
+                LogKind::Imp => "imps",
+            }
+        );
+    }
+    Ok(files)
+}
+
+/// What `run` did, for the summary printed at the end.
+pub struct RunOutcome {
+    pub run_url: String,
+    pub manifest: Manifest,
+}
+
+pub async fn run(args: &RunArgs) -> anyhow::Result<RunOutcome> {
+    run_with_progress(args, &ProgressBar::hidden()).await
+}
+
+/// [`run`], reporting stored input bytes read and the current step on `progress`.
+pub async fn run_with_progress(
+    args: &RunArgs,
+    progress: &ProgressBar,
+) -> anyhow::Result<RunOutcome> {
+    let started = Instant::now();
+    let (job_source, job_text) = match &args.job {
+        Some(path) => (
+            path.clone(),
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read job file {path}"))?,
+        ),
+        None => (
+            "builtin:bid-filtering.sql".to_owned(),
+            job::BID_FILTERING.to_owned(),
+        ),
+    };
+    let job = Job::parse(&job_text)?.with_params(args.params.iter().map(String::as_str))?;
+    job.check_roles()?;
+    let limit = parse_size(&args.memory_limit)?;
+    let input = Location::parse(&args.input)?;
+    let out = Location::parse(&args.out)?;
+    // found out now, not after the work: where the locations will be published
+    let store = rtb_params::ParameterStore::open(&args.parameter_store)
+        .await
+        .with_context(|| {
+            format!(
+                "the parameter store {} cannot be opened; nothing was run",
+                args.parameter_store
+            )
+        })?;
+    let bid_files = list_inputs(&input, &args.bids, LogKind::Bid).await?;
+    let imp_files = list_inputs(&input, &args.imps, LogKind::Imp).await?;
+
+    let stamp = chrono::Utc::now();
+    let mut id_hasher = Sha256::new();
+    id_hasher.update(job_text.as_bytes());
+    for f in bid_files.iter().chain(&imp_files) {
+        id_hasher.update(f.url.as_bytes());
+    }
+    id_hasher.update(
+        stamp
+            .timestamp_nanos_opt()
+            .unwrap_or_default()
+            .to_le_bytes(),
+    );
+    let id_hash: String = id_hasher
+        .finalize()
+        .iter()
+        .take(4)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let run_id = format!("{}-{id_hash}", stamp.format("%Y%m%dT%H%M%SZ"));
+    let run = RunContext {
+        args,
+        job: &job,
+        job_source: &job_source,
+        job_text: &job_text,
+        limit,
+        out: &out,
+        run_prefix: format!("runs/{run_id}"),
+        run_id,
+        started,
+    };
+    info!(
+        run_id = run.run_id,
+        inputs = bid_files.len() + imp_files.len(),
+        "starting feature job {}",
+        job.name
+    );
+
+    if args.cluster.is_none() {
+        // executors read the files on a cluster: only the steps are shown
+        progress.set_length(bid_files.iter().chain(&imp_files).map(|f| f.size).sum());
+    }
+    let run_url = out.child_url(&run.run_prefix);
+    let manifest = match execute(&run, progress, &input, bid_files, imp_files).await {
+        Ok(manifest) => manifest,
+        Err(err) => {
+            delete_prefix(&out, &run.run_prefix).await;
+            return Err(err.context(format!(
+                "feature job failed; nothing was committed under {run_url}"
+            )));
+        }
+    };
+    // committed: from here on nothing is deleted, and a failure says what stands
+    let manifest_url = out.child_url(&format!("{}/{MANIFEST}", run.run_prefix));
+    store
+        .put_many(&published_parameters(args, &manifest, &manifest_url))
+        .await
+        .with_context(|| {
+            format!(
+                "run {} is committed at {run_url} (and named by {}), but publishing its locations to {} failed; fix the store and re-run to publish",
+                manifest.run_id,
+                out.child_url(LATEST),
+                args.parameter_store
+            )
+        })?;
+    Ok(RunOutcome { run_url, manifest })
+}
+
+/// One run being executed: what every phase needs.
+struct RunContext<'a> {
+    args: &'a RunArgs,
+    job: &'a Job,
+    job_source: &'a str,
+    job_text: &'a str,
+    limit: usize,
+    out: &'a Location,
+    run_prefix: String,
+    run_id: String,
+    started: Instant,
+}
+
+impl RunContext<'_> {
+    fn url(&self, name: &str) -> String {
+        self.out.child_url(&format!("{}/{name}", self.run_prefix))
+    }
+}
+
+/// Row counts and timings gathered while the steps run.
+#[derive(Default)]
+struct Tally {
+    rows: BTreeMap<String, u64>,
+    durations: BTreeMap<String, u64>,
+    outputs: BTreeMap<String, String>,
+    splits: BTreeMap<String, SplitCounts>,
+}
+
+impl Tally {
+    fn lap(&mut self, name: &str, phase: &mut Instant) {
+        self.durations
+            .insert(name.to_owned(), phase.elapsed().as_millis() as u64);
+        *phase = Instant::now();
+    }
+}
+
+async fn execute(
+    run: &RunContext<'_>,
+    progress: &ProgressBar,
+    input: &Location,
+    bid_files: Vec<InputFile>,
+    imp_files: Vec<InputFile>,
+) -> anyhow::Result<Manifest> {
+    let (args, job, out) = (run.args, run.job, run.out);
+    let ctx = session(args, run.limit, &[input, out]).await?;
+    let bytes_read = Arc::new(AtomicU64::new(0));
+    let ticker = {
+        let (bytes_read, progress) = (Arc::clone(&bytes_read), progress.clone());
+        tokio::spawn(async move {
+            loop {
+                progress.set_position(bytes_read.load(Ordering::Relaxed));
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let _stop_ticker = AbortOnDrop(ticker);
+    let ingest_dir = run.url("ingest/");
+    let all_files: Vec<InputFile> = bid_files.iter().chain(&imp_files).cloned().collect();
+    for (name, kind, files) in [
+        ("bids", LogKind::Bid, bid_files),
+        ("imps", LogKind::Imp, imp_files),
+    ] {
+        let spec = RawLogSpec {
+            kind,
+            files,
+            report_dir: ingest_dir.clone(),
+        };
+        ctx.register_table(
+            name,
+            Arc::new(RawLogTable::new(spec, Some(Arc::clone(&bytes_read)))),
+        )?;
+    }
+
+    // a job the scorer could not serve is refused before any data is read
+    progress.set_message("planning the job");
+    let plan = contract::check(&ctx, job).await?;
+
+    let mut tally = Tally::default();
+    let mut view_columns: Vec<(String, Vec<String>)> = Vec::new();
+    let mut fitted: Option<(FeatureVocabulary, rtb_features::FeatureContract)> = None;
+    let mut phase = Instant::now();
+    for step in &job.steps {
+        progress.set_message(format!("step {}", step.name));
+        let sql = job.render(step)?;
+        match step.role {
+            StepRole::Transformed => {
+                let df = plan_step(&ctx, &step.name, &sql).await?;
+                let target = run.url("processed/transformed/");
+                let (physical, n) = write(&ctx, df, &target, false).await?;
+                grouped_rows(&physical, &view_columns, &mut tally.rows);
+                tally.rows.insert("transformed".into(), n);
+                ctx.register_parquet("transformed", &target, ParquetReadOptions::default())
+                    .await?;
+                tally.outputs.insert(outputs::TRANSFORMED.into(), target);
+                tally.lap("ingest_and_transform", &mut phase);
+                let vocabulary = fit_vocabulary(&ctx, &job.categorical).await?;
+                udf::register_encode(&ctx, Arc::new(vocabulary.clone()));
+                let contract = contract::assemble(job, &plan, &vocabulary)?;
+                fitted = Some((vocabulary, contract));
+                tally.lap("vocabulary", &mut phase);
+            }
+            StepRole::Requests => {
+                let df = plan_step(&ctx, &step.name, &sql).await?;
+                ctx.register_table(contract::REQUESTS_STEP_TABLE, df.into_view())?;
+                let typed = ctx.sql(&contract::requests_sql(job, &plan)).await?;
+                ctx.register_table(rtb_expr::REQUESTS_TABLE, typed.into_view())?;
+                let (_, contract) = fitted
+                    .as_ref()
+                    .context("inference_requests before transformed")?;
+                let target = run.url("pipeline-model/inference-data/");
+                let df = ctx.sql(&contract::inference_data_sql(contract)).await?;
+                let (_, n) = write(&ctx, df, &target, true).await?;
+                tally.rows.insert("inference_requests".into(), n);
+                tally.outputs.insert(outputs::INFERENCE_DATA.into(), target);
+                tally.lap("inference_requests", &mut phase);
+            }
+            StepRole::Features => {
+                let (_, contract) = fitted.as_ref().context("features before transformed")?;
+                write_features(run, &ctx, contract, &mut tally).await?;
+                tally.lap("features_and_splits", &mut phase);
+            }
+            StepRole::View => {
+                let df = plan_step(&ctx, &step.name, &sql).await?;
+                let name = step.name.as_str();
+                let columns: Vec<String> = df
+                    .schema()
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().clone())
+                    .collect();
+                // on a cluster the aggregation runs on executors and its metrics stay there:
+                // the steps the embedded engine counts from its plan are materialised instead
+                // (written once under _work, counted by the write, read back by later steps)
+                if args.cluster.is_some() && groups_into(df.logical_plan(), &columns) {
+                    let staged = run.url(&format!("_work/{name}/"));
+                    let (_, n) = write(&ctx, df, &staged, false).await?;
+                    tally.rows.insert(name.to_owned(), n);
+                    ctx.register_parquet(
+                        TableReference::bare(name),
+                        &staged,
+                        ParquetReadOptions::default(),
+                    )
+                    .await?;
+                } else {
+                    ctx.register_table(TableReference::bare(name), df.into_view())?;
+                }
+                view_columns.push((name.to_owned(), columns));
+            }
+        }
+    }
+    let (vocabulary, contract) = fitted.context("the job has no transformed step")?;
+
+    let inputs = read_reports(out, &format!("{}/ingest", run.run_prefix), &all_files).await?;
+    for kind in [LogKind::Bid, LogKind::Imp] {
+        let name = match kind {
+            LogKind::Bid => "bids",
+            LogKind::Imp => "imps",
+        };
+        let of_kind = inputs.iter().filter(|r| r.kind == kind);
+        let (read, accepted, rejected) = of_kind.fold((0, 0, 0), |(a, b, c), r| {
+            (a + r.lines, b + r.accepted, c + r.rejected)
+        });
+        tally.rows.insert(format!("{name}_read"), read);
+        tally.rows.insert(format!("{name}_accepted"), accepted);
+        tally.rows.insert(format!("{name}_rejected"), rejected);
+    }
+    tally
+        .outputs
+        .insert(outputs::REJECTS.into(), ingest_dir.clone());
+    delete_prefix(out, &format!("{}/_work", run.run_prefix)).await;
+    for (name, file, bytes) in [
+        (
+            outputs::VOCABULARY,
+            "pipeline-model/vocabulary.json",
+            vocabulary.to_json()?,
+        ),
+        (
+            outputs::CONTRACT,
+            "pipeline-model/feature-contract.json",
+            contract.to_json()?,
+        ),
+    ] {
+        let target = format!("{}/{file}", run.run_prefix);
+        out.put(&target, bytes.into()).await?;
+        tally.outputs.insert(name.into(), out.child_url(&target));
+    }
+    tally.lap("artifacts", &mut phase);
+    tally
+        .durations
+        .insert("total".into(), run.started.elapsed().as_millis() as u64);
+
+    let manifest = Manifest {
+        run_id: run.run_id.clone(),
+        job: JobInfo {
+            name: job.name.clone(),
+            source: run.job_source.to_owned(),
+            sha256: sha256_hex(run.job_text.as_bytes()),
+            params: job.params.clone(),
+            categorical: job.categorical.clone(),
+        },
+        versions: BTreeMap::from([
+            ("rtb-etl".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+            (
+                "datafusion".to_owned(),
+                datafusion::DATAFUSION_VERSION.to_owned(),
+            ),
+        ]),
+        inputs,
+        rows: tally.rows,
+        splits: tally.splits,
+        vocabulary: VocabularyInfo {
+            version: vocabulary.version.clone(),
+            sizes: vocabulary
+                .columns()
+                .map(|(name, indexer)| (name.to_owned(), indexer.labels().len() as u64))
+                .collect(),
+        },
+        contract_version: contract.version.clone(),
+        outputs: tally.outputs,
+        durations_ms: tally.durations,
+        memory_limit_bytes: run.limit,
+        committed_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let manifest_target = format!("{}/{MANIFEST}", run.run_prefix);
+    out.put(
+        &manifest_target,
+        serde_json::to_vec_pretty(&manifest)?.into(),
+    )
+    .await?;
+    let latest =
+        serde_json::json!({ "run_id": run.run_id, "manifest": out.child_url(&manifest_target) });
+    out.put(LATEST, serde_json::to_vec_pretty(&latest)?.into())
+        .await?;
+    info!(run_id = run.run_id, "committed feature run");
+    Ok(manifest)
+}
+
+async fn plan_step(
+    ctx: &SessionContext,
+    name: &str,
+    sql: &str,
+) -> anyhow::Result<datafusion::prelude::DataFrame> {
+    ctx.sql(sql)
+        .await
+        .with_context(|| format!("job step {name} does not plan"))
+}
+
+/// The feature rows, computed from the typed requests by the contract's expressions, staged
+/// once and split into `processed/{train,valid,test}/` (without the split column).
+async fn write_features(
+    run: &RunContext<'_>,
+    ctx: &SessionContext,
+    contract: &rtb_features::FeatureContract,
+    tally: &mut Tally,
+) -> anyhow::Result<()> {
+    let sql = contract::features_sql(run.job, contract)?;
+    let df = ctx
+        .sql(&sql)
+        .await
+        .context("the features of the contract do not plan over the requests")?;
+    let staged = run.url("_work/features/");
+    let (_, n) = write(ctx, df, &staged, false).await?;
+    tally.rows.insert("features".into(), n);
+    ctx.register_parquet("features_staged", &staged, ParquetReadOptions::default())
+        .await?;
+    let columns: Vec<String> = ctx
+        .table("features_staged")
+        .await?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|n| n != "split")
+        .collect();
+    let select = columns
+        .iter()
+        .map(|c| contract::quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
+    for split in Split::ALL {
+        let target = run.url(&format!("processed/{}/", split.as_str()));
+        let df = ctx
+            .sql(&format!(
+                "SELECT {select} FROM features_staged WHERE split = '{}'",
+                split.as_str()
+            ))
+            .await?;
+        write(ctx, df, &target, false).await?;
+        tally.outputs.insert(split.as_str().into(), target);
+    }
+    let key = contract::quote(&contract.key);
+    let null_keys = query_batches(
+        ctx,
+        &format!("SELECT count(*) AS n FROM features_staged WHERE {key} IS NULL"),
+    )
+    .await?;
+    let null_keys = null_keys
+        .first()
+        .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0));
+    tally
+        .rows
+        .insert("features_null_key".into(), null_keys as u64);
+    let counts = query_batches(ctx, "SELECT split, CAST(label AS BIGINT) AS label, count(*) AS n FROM features_staged GROUP BY split, label").await?;
+    for batch in counts {
+        let split_col = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+        let split_col = split_col.as_string::<i32>();
+        let label = batch.column(1).as_primitive::<Int64Type>();
+        let n = batch.column(2).as_primitive::<Int64Type>();
+        for i in 0..batch.num_rows() {
+            let Some(name) = Split::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .find(|s| split_col.is_valid(i) && *s == split_col.value(i))
+            else {
+                bail!(
+                    "the features produced a row with split {:?}; split_of yields train, valid or test",
+                    split_col.is_valid(i).then(|| split_col.value(i))
+                );
+            };
+            let entry = tally.splits.entry(name.to_owned()).or_insert(SplitCounts {
+                rows: 0,
+                label_0: 0,
+                label_1: 0,
+            });
+            let count = n.value(i) as u64;
+            entry.rows += count;
+            match label.is_valid(i).then(|| label.value(i)) {
+                Some(0) => entry.label_0 += count,
+                Some(1) => entry.label_1 += count,
+                other => {
+                    bail!(
+                        "inference_requests produced label {other:?} for {count} rows; labels must be 0 or 1"
+                    )
+                }
+            }
+        }
+    }
+    delete_prefix(run.out, &format!("{}/_work/features", run.run_prefix)).await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_wildcards() {
+        assert_eq!(parse_size("256MiB").expect("size"), 256 << 20);
+        assert_eq!(parse_size("2GiB").expect("size"), 2 << 30);
+        assert_eq!(parse_size("1000").expect("size"), 1000);
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("5 parsecs").is_err());
+        assert!(wildcard_match("bid.*", "bid.20130311.txt.bz2"));
+        assert!(wildcard_match("bid.2013031?.txt", "bid.20130311.txt"));
+        assert!(!wildcard_match("bid.*", "imp.20130311.txt"));
+        assert!(!wildcard_match("bid.*.gz", "bid.20130311.txt"));
+        assert!(wildcard_match("*", "anything"));
+    }
+}

@@ -117,6 +117,10 @@ pub struct GenerationReport {
     /// ROC AUC of the true win probability against the label the ETL will see: the ceiling no
     /// model can beat on this data.
     pub oracle_auc: Option<f64>,
+    /// The bid filter the true probability allows, at the shares of wins a model's report
+    /// states (`rtb-trainer`'s "keeps 99% of wins and filters X% of bid requests"): how far a
+    /// model is from what the data allows.
+    pub oracle_filtering: Option<Vec<rtb_loggen::signal::OracleFilter>>,
     pub seconds: f64,
     pub bid_rows_per_second: f64,
 }
@@ -245,6 +249,7 @@ pub async fn run(args: &GenerateArgs) -> anyhow::Result<GenerationReport> {
         labelled_wins: summaries.iter().map(|d| d.labelled_wins).sum(),
         malformed_lines: summaries.iter().map(DaySummary::malformed_total).sum(),
         oracle_auc: oracle.auc(),
+        oracle_filtering: oracle.filtering(&[0.9, 0.95, 0.98, 0.99, 0.995, 0.999]),
         seconds,
         bid_rows_per_second: total as f64 / seconds.max(1e-9),
         days: summaries,
@@ -342,6 +347,20 @@ pub fn render(report: &GenerationReport) -> String {
             .oracle_auc
             .map_or("n/a".into(), |a| format!("{a:.4}"))
     );
+    if let Some(point) = report
+        .oracle_filtering
+        .iter()
+        .flatten()
+        .find(|p| p.wins_kept_target == 0.99)
+    {
+        let _ = writeln!(
+            s,
+            "oracle filter: p >= {:.4} keeps {:.2}% of wins and filters {:.2}% of bid requests (no model does better on this data)",
+            point.threshold,
+            100.0 * point.wins_kept,
+            100.0 * point.traffic_filtered
+        );
+    }
     let _ = writeln!(
         s,
         "{:.2} s, {:.0} bid rows/s",

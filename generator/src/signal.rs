@@ -96,6 +96,46 @@ impl OracleAuc {
         }
         Some(u / (neg_total as f64 * pos_total as f64))
     }
+
+    /// The bid filter the true probability allows: for each share of labelled wins to keep,
+    /// the lowest probability that keeps it and the share of bids below it (filtered out), as
+    /// a model's report states its own filter. `None` without wins.
+    pub fn filtering(&self, wins_kept: &[f64]) -> Option<Vec<OracleFilter>> {
+        let mut sorted = self.outcomes.clone();
+        sorted.sort_unstable_by(|a, b| b.cmp(a));
+        let total = sorted.len() as f64;
+        let wins = sorted.iter().filter(|o| *o & 1 == 1).count() as f64;
+        if wins == 0.0 {
+            return None;
+        }
+        let mut points = Vec::with_capacity(wins_kept.len());
+        let (mut kept_wins, mut kept_bids) = (0.0, 0.0);
+        let mut targets = wins_kept.iter().copied().peekable();
+        // a filter keeps every bid at or above its threshold: whole groups of one probability
+        for group in sorted.chunk_by(|a, b| a >> 1 == b >> 1) {
+            kept_wins += group.iter().filter(|o| *o & 1 == 1).count() as f64;
+            kept_bids += group.len() as f64;
+            while let Some(target) = targets.next_if(|t| kept_wins / wins >= *t) {
+                points.push(OracleFilter {
+                    wins_kept_target: target,
+                    threshold: f64::from_bits(group[0] >> 1),
+                    wins_kept: kept_wins / wins,
+                    traffic_filtered: 1.0 - kept_bids / total,
+                });
+            }
+        }
+        Some(points)
+    }
+}
+
+/// One point of the oracle's trade-off.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct OracleFilter {
+    pub wins_kept_target: f64,
+    /// Bids with a true probability at or above this are kept.
+    pub threshold: f64,
+    pub wins_kept: f64,
+    pub traffic_filtered: f64,
 }
 
 #[cfg(test)]
@@ -113,6 +153,21 @@ mod tests {
         auc.record(0.8, true);
         assert_eq!(auc.auc(), Some(0.875));
         assert_eq!(OracleAuc::default().auc(), None);
+        // keeping half the wins keeps the 0.8 bid alone: 3 of 4 bids filtered; keeping all
+        // of them keeps everything from 0.4 up: the 0.1 bid is filtered
+        let points = auc.filtering(&[0.5, 1.0]).expect("wins");
+        assert_eq!(
+            (points[0].threshold, points[0].traffic_filtered),
+            (0.8, 0.75)
+        );
+        assert_eq!(
+            (
+                points[1].threshold,
+                points[1].wins_kept,
+                points[1].traffic_filtered
+            ),
+            (0.4, 1.0, 0.25)
+        );
     }
 
     #[test]

@@ -236,6 +236,14 @@ async fn readiness_follows_the_model_and_shutdown() {
     let doc: Value = test::call_and_read_body_json(&app, get("/openapi.json")).await;
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/v1/openrtb"]["post"].is_object());
+    // the request schema is the loaded model's contract
+    let request = &doc["components"]["schemas"]["BidRequest"];
+    assert_eq!(request["required"], json!(["bidId"]));
+    assert_eq!(request["properties"]["hour"]["type"], "integer");
+    assert_eq!(
+        request["properties"]["userAgent"]["description"],
+        "from OpenRTB: device.ua"
+    );
 
     state.begin_shutdown();
     assert_eq!(

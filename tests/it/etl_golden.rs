@@ -262,3 +262,74 @@ async fn the_documented_example_job_adds_its_features() {
         ]
     );
 }
+
+/// A job the scorer could not serve is refused before any data is read, indeed before the
+/// inputs are listed: the input folder does not exist, and the error is about the job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unservable_job_is_refused_before_reading_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("no-such-folder");
+    let kit = rtb_etl::job::BID_FILTERING;
+    let head = &kit[..kit.find("-- step: features").expect("features step")];
+    let cases = [
+        (
+            "SELECT count(\"hour\") AS n FROM inference_requests",
+            "feature n cannot be served: it uses the aggregate count()",
+        ),
+        (
+            "SELECT random() AS r FROM inference_requests",
+            "feature r cannot be served: random() is not a function of the request alone",
+        ),
+        (
+            "SELECT \"domainId\" AS d FROM inference_requests",
+            "feature d cannot be served: it is Utf8",
+        ),
+        (
+            "SELECT encode('Dom', \"domainId\") AS x FROM inference_requests",
+            "\"Dom\" is not a vocabulary column",
+        ),
+        (
+            "SELECT label AS l FROM inference_requests",
+            "feature l cannot be served",
+        ),
+        (
+            "SELECT \"hour\" AS h FROM inference_requests WHERE \"hour\" > 3",
+            "no WHERE, GROUP BY, JOIN",
+        ),
+        (
+            "SELECT \"hour\" + 1 FROM inference_requests",
+            "name the feature",
+        ),
+    ];
+    for (features, says) in cases {
+        let job = dir.path().join("job.sql");
+        std::fs::write(&job, format!("{head}-- step: features\n{features};\n")).expect("job");
+        let out = dir.path().join("out");
+        let mut args = args(out.to_str().expect("utf8"), 2);
+        args.input = raw.to_string_lossy().into_owned();
+        args.job = Some(job.to_string_lossy().into_owned());
+        let err = run(&args)
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{features} was accepted"));
+        let message = format!("{err:#}");
+        assert!(message.contains(says), "{features}: {message}");
+        let runs = std::fs::read_dir(out.join("runs")).map_or(0, |d| d.count());
+        assert_eq!(runs, 0, "nothing is left of a refused run");
+    }
+    // a job without a request step is refused up front too
+    let job = dir.path().join("no-requests.sql");
+    std::fs::write(
+        &job,
+        &kit[..kit.find("-- step: inference_requests").expect("step")],
+    )
+    .expect("job");
+    let mut args = args(dir.path().join("out2").to_str().expect("utf8"), 2);
+    args.input = raw.to_string_lossy().into_owned();
+    args.job = Some(job.to_string_lossy().into_owned());
+    let err = run(&args).await.err().expect("refused");
+    assert!(
+        format!("{err:#}").contains("no `-- step: inference_requests`"),
+        "{err:#}"
+    );
+}

@@ -374,6 +374,53 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
     assert_eq!(status, 422);
     wait_answers(500);
 
+    // a model whose feature contract does not compile (sealed, so its hash is valid) and one
+    // whose contract encodes a column its vocabulary lacks: refused, the old model serves
+    for (id, edit, says) in [
+        (
+            "m3-contract",
+            (|c: &mut rtb_features::FeatureContract| c.features[1].expr = "hour + nope".into())
+                as fn(&mut rtb_features::FeatureContract),
+            "does not compile",
+        ),
+        (
+            "m3-vocabulary",
+            |c: &mut rtb_features::FeatureContract| c.vocabulary_columns.push("AdExchange".into()),
+            "AdExchange",
+        ),
+    ] {
+        let url = publish_files(
+            &root,
+            &base,
+            id,
+            &second,
+            &vocabulary_url,
+            &vocabulary.version,
+        );
+        let path = root.join(format!("models/{id}/model-manifest.json"));
+        let mut manifest =
+            rtb_model::ModelManifest::from_json(&std::fs::read(&path).expect("manifest"))
+                .expect("manifest json");
+        edit(&mut manifest.contract);
+        manifest.contract = manifest.contract.clone().sealed().expect("seals");
+        std::fs::write(&path, serde_json::to_vec(&manifest).expect("json")).expect("write");
+        put_params(&params, &[(names::MODEL_MANIFEST, &url)]);
+        let (status, body) = call(
+            port,
+            "POST",
+            "/admin/reload",
+            &[("Authorization", auth.as_str())],
+            b"",
+        )
+        .expect("reload");
+        assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
+        let body = json(&body);
+        assert_eq!(body["modelVersion"], "m2", "the old model keeps serving");
+        let message = body["message"].as_str().expect("message");
+        assert!(message.contains(says), "{id}: {message}");
+        wait_answers(200);
+    }
+
     let m4 = publish_files(
         &root,
         &base,

@@ -288,7 +288,8 @@ pub async fn run_with_progress(
         ),
     };
     let job = Job::parse(&job_text)?.with_params(args.params.iter().map(String::as_str))?;
-    job.check_roles()?;
+    // a job the scorer could not serve is refused before the inputs are even listed
+    let plan = plan_job(&job).await?;
     let limit = parse_size(&args.memory_limit)?;
     let input = Location::parse(&args.input)?;
     let out = Location::parse(&args.out)?;
@@ -346,7 +347,7 @@ pub async fn run_with_progress(
         progress.set_length(bid_files.iter().chain(&imp_files).map(|f| f.size).sum());
     }
     let run_url = out.child_url(&run.run_prefix);
-    let manifest = match execute(&run, progress, &input, bid_files, imp_files).await {
+    let manifest = match execute(&run, &plan, progress, &input, bid_files, imp_files).await {
         Ok(manifest) => manifest,
         Err(err) => {
             delete_prefix(&out, &run.run_prefix).await;
@@ -407,8 +408,27 @@ impl Tally {
     }
 }
 
+/// Plans every step of `job` over the raw tables' schemas alone (no input is listed or read)
+/// and compiles its features as the scorer will.
+async fn plan_job(job: &Job) -> anyhow::Result<contract::JobPlan> {
+    let ctx = SessionContext::new_with_config(rtb_expr::sql_config(
+        datafusion::prelude::SessionConfig::new(),
+    ));
+    udf::register(&ctx);
+    for (name, kind) in [("bids", LogKind::Bid), ("imps", LogKind::Imp)] {
+        let spec = RawLogSpec {
+            kind,
+            files: Vec::new(),
+            report_dir: String::new(),
+        };
+        ctx.register_table(name, Arc::new(RawLogTable::new(spec, None)))?;
+    }
+    contract::check(&ctx, job).await
+}
+
 async fn execute(
     run: &RunContext<'_>,
+    plan: &contract::JobPlan,
     progress: &ProgressBar,
     input: &Location,
     bid_files: Vec<InputFile>,
@@ -444,10 +464,6 @@ async fn execute(
         )?;
     }
 
-    // a job the scorer could not serve is refused before any data is read
-    progress.set_message("planning the job");
-    let plan = contract::check(&ctx, job).await?;
-
     let mut tally = Tally::default();
     let mut view_columns: Vec<(String, Vec<String>)> = Vec::new();
     let mut fitted: Option<(FeatureVocabulary, rtb_features::FeatureContract)> = None;
@@ -468,14 +484,14 @@ async fn execute(
                 tally.lap("ingest_and_transform", &mut phase);
                 let vocabulary = fit_vocabulary(&ctx, &job.categorical).await?;
                 udf::register_encode(&ctx, Arc::new(vocabulary.clone()));
-                let contract = contract::assemble(job, &plan, &vocabulary)?;
+                let contract = contract::assemble(job, plan, &vocabulary)?;
                 fitted = Some((vocabulary, contract));
                 tally.lap("vocabulary", &mut phase);
             }
             StepRole::Requests => {
                 let df = plan_step(&ctx, &step.name, &sql).await?;
                 ctx.register_table(contract::REQUESTS_STEP_TABLE, df.into_view())?;
-                let typed = ctx.sql(&contract::requests_sql(job, &plan)).await?;
+                let typed = ctx.sql(&contract::requests_sql(job, plan)).await?;
                 ctx.register_table(rtb_expr::REQUESTS_TABLE, typed.into_view())?;
                 let (_, contract) = fitted
                     .as_ref()

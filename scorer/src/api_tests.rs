@@ -237,11 +237,11 @@ async fn readiness_follows_the_model_and_shutdown() {
     assert_eq!(doc["openapi"], "3.0.3");
     assert!(doc["paths"]["/v1/openrtb"]["post"].is_object());
     // the request schema is the loaded model's contract
-    let request = &doc["components"]["schemas"]["BidRequest"];
-    assert_eq!(request["required"], json!(["bidId"]));
-    assert_eq!(request["properties"]["hour"]["type"], "integer");
+    let schema = &doc["components"]["schemas"]["BidRequest"];
+    assert_eq!(schema["required"], json!(["bidId"]));
+    assert_eq!(schema["properties"]["hour"]["type"], "integer");
     assert_eq!(
-        request["properties"]["userAgent"]["description"],
+        schema["properties"]["userAgent"]["description"],
         "from OpenRTB: device.ua"
     );
 

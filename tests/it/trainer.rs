@@ -181,8 +181,8 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
     args.thresholds = vec![0.3];
     args.threads = Some(1);
     let second = train(&args).await.expect("trains by location");
-    assert_eq!(second.manifest.trees_trained, 5);
-    assert_eq!(second.manifest.best_iteration, 5);
+    assert_eq!(second.record.trees_trained, 5);
+    assert_eq!(second.manifest.best_iteration, Some(5));
     assert_eq!(second.evaluation.thresholds.len(), 1);
     assert_eq!(
         store.get(names::MODEL_MANIFEST).await.expect("get"),

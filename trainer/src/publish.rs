@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use object_store::ObjectStoreExt;
+use rtb_model::ModelManifest;
 use rtb_params::{ParameterStore, names};
 use rtb_storage::Location;
 use serde::Serialize;
@@ -29,30 +30,18 @@ pub const MANIFEST_FILE: &str = "model-manifest.json";
 pub const LATEST: &str = "latest.json";
 pub const MODELS_DIR: &str = "models";
 
-/// What a scorer (or a person) needs to trust and use a model.
+/// What the trainer records about a model beside what a scorer reads: stored in the model
+/// manifest (`rtb_model::ModelManifest`, the one type its writer and readers share) as its
+/// `extra` fields, so a person reading `model-manifest.json` sees how the model came about.
 #[derive(Debug, Clone, Serialize)]
-pub struct ModelManifest {
-    pub model_id: String,
-    /// `lightgbm-text`: load with LightGBM (`Booster::from_file`, `lightgbm.Booster(model_file=)`).
-    pub format: &'static str,
-    pub model: String,
-    pub model_sha256: String,
+pub struct TrainingRecord {
     pub objective: &'static str,
     pub label: &'static str,
-    /// Model inputs in the order the model expects them.
-    pub features: Vec<String>,
-    /// The feature contract of the run: how the scorer computes the features from a request.
-    pub contract: rtb_features::FeatureContract,
-    /// The vocabulary that encoded the categorical features; a scorer must encode requests
-    /// with exactly this version.
-    pub vocabulary_version: String,
-    pub vocabulary: String,
     pub etl_run_id: String,
     pub etl_manifest: String,
     pub splits: BTreeMap<&'static str, SplitInfo>,
     pub params: Map<String, Value>,
     pub trees_trained: usize,
-    pub best_iteration: usize,
     pub early_stopping_metric: String,
     pub valid_metric_at_best: f64,
     pub metrics: MetricsSummary,
@@ -62,7 +51,20 @@ pub struct ModelManifest {
     pub report: String,
     pub metrics_file: String,
     pub versions: BTreeMap<&'static str, String>,
-    pub created_at: String,
+}
+
+impl TrainingRecord {
+    /// The record as the manifest's extra fields.
+    pub fn to_fields(&self) -> Result<Map<String, Value>> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Ok(Map::new()),
+            Err(source) => Err(TrainerError::Json {
+                what: "the training record",
+                source,
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

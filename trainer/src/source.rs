@@ -309,7 +309,7 @@ mod tests {
             contract.to_json().expect("json"),
         )
         .expect("write");
-        let manifest = rtb_features::EtlManifest {
+        let manifest = EtlManifest {
             run_id: "r1".into(),
             job: rtb_features::manifest::JobInfo {
                 name: "j".into(),

@@ -14,12 +14,13 @@ use crate::data::{Split, read_split};
 use crate::fit::{Fitted, fit};
 use crate::metrics::{Evaluation, evaluate};
 use crate::publish::{
-    Destination, MANIFEST_FILE, MODEL_FILE, MetricsSummary, ModelFiles, ModelManifest, SplitInfo,
+    Destination, MANIFEST_FILE, MODEL_FILE, MetricsSummary, ModelFiles, SplitInfo, TrainingRecord,
     model_id, publish, sha256_hex,
 };
 use crate::report::{self, PageFacts};
 use crate::source::{self, EtlRun};
 use crate::{Result, TrainerError, params};
+use rtb_model::ModelManifest;
 
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
@@ -81,7 +82,10 @@ impl TrainArgs {
 pub struct TrainOutcome {
     pub manifest_url: String,
     pub report_url: String,
+    /// The published manifest, as the scorer reads it.
     pub manifest: ModelManifest,
+    /// How the model came about (also in the manifest's extra fields).
+    pub record: TrainingRecord,
     pub evaluation: Evaluation,
 }
 
@@ -197,9 +201,7 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     let model_sha256 = sha256_hex(fitted.model_text.as_bytes());
     let id = model_id(&model_sha256, chrono::Utc::now());
     let destination = Destination::new(&args.out, &id)?;
-    let manifest = build_manifest(
-        &id,
-        &model_sha256,
+    let record = training_record(
         &destination,
         &run,
         &splits,
@@ -208,7 +210,20 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         &evaluation,
         &durations,
     );
-    let metrics_json = metrics_document(&manifest, &fitted, &evaluation)?;
+    let manifest = ModelManifest {
+        model_id: id.clone(),
+        format: rtb_model::manifest::LIGHTGBM_TEXT.to_owned(),
+        model: destination.url(MODEL_FILE),
+        model_sha256: model_sha256.clone(),
+        features: run.contract.feature_names(),
+        vocabulary_version: run.vocabulary_version.clone(),
+        vocabulary: run.vocabulary_url.clone(),
+        contract: run.contract.clone(),
+        best_iteration: Some(fitted.best_iteration),
+        created_at: Some(chrono::Utc::now().to_rfc3339()),
+        extra: record.to_fields()?,
+    };
+    let metrics_json = metrics_document(&manifest, &record, &fitted, &evaluation)?;
     let facts = PageFacts {
         model_id: &id,
         etl_run_id: &run.manifest.run_id,
@@ -242,19 +257,17 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     );
     Ok(TrainOutcome {
         manifest_url: destination.url(MANIFEST_FILE),
-        report_url: manifest.report.clone(),
-        manifest: ModelManifest {
+        report_url: record.report.clone(),
+        manifest,
+        record: TrainingRecord {
             durations_ms: durations,
-            ..manifest
+            ..record
         },
         evaluation,
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn build_manifest(
-    id: &str,
-    model_sha256: &str,
+fn training_record(
     destination: &Destination,
     run: &EtlRun,
     splits: &[Split],
@@ -262,18 +275,10 @@ fn build_manifest(
     fitted: &Fitted,
     evaluation: &Evaluation,
     durations: &BTreeMap<&'static str, u64>,
-) -> ModelManifest {
-    ModelManifest {
-        model_id: id.to_owned(),
-        format: "lightgbm-text",
-        model: destination.url(MODEL_FILE),
-        model_sha256: model_sha256.to_owned(),
+) -> TrainingRecord {
+    TrainingRecord {
         objective: "binary",
         label: LABEL_NAME,
-        features: run.contract.feature_names(),
-        contract: run.contract.clone(),
-        vocabulary_version: run.vocabulary_version.clone(),
-        vocabulary: run.vocabulary_url.clone(),
         etl_run_id: run.manifest.run_id.clone(),
         etl_manifest: run.manifest_url.clone(),
         splits: splits
@@ -291,7 +296,6 @@ fn build_manifest(
             .collect(),
         params: params.clone(),
         trees_trained: fitted.trees_trained,
-        best_iteration: fitted.best_iteration,
         early_stopping_metric: fitted.metric.clone(),
         valid_metric_at_best: fitted
             .valid_metric
@@ -324,18 +328,18 @@ fn build_manifest(
                     .to_owned(),
             ),
         ]),
-        created_at: chrono::Utc::now().to_rfc3339(),
     }
 }
 
 fn metrics_document(
     manifest: &ModelManifest,
+    record: &TrainingRecord,
     fitted: &Fitted,
     evaluation: &Evaluation,
 ) -> Result<Vec<u8>> {
     let document = serde_json::json!({
         "model_id": manifest.model_id,
-        "etl_run_id": manifest.etl_run_id,
+        "etl_run_id": record.etl_run_id,
         "vocabulary_version": manifest.vocabulary_version,
         "test": evaluation,
         "validation": {
@@ -355,13 +359,13 @@ fn metrics_document(
 /// The summary printed at the end of a training.
 pub fn render(outcome: &TrainOutcome) -> String {
     use std::fmt::Write;
-    let m = &outcome.manifest;
+    let (m, rec) = (&outcome.manifest, &outcome.record);
     let e = &outcome.evaluation;
     let mut s = String::new();
     let _ = writeln!(
         s,
         "published model {} trained on etl run {}",
-        m.model_id, m.etl_run_id
+        m.model_id, rec.etl_run_id
     );
     let _ = writeln!(s, "  model     {}", m.model);
     let _ = writeln!(s, "  manifest  {}", outcome.manifest_url);
@@ -371,7 +375,7 @@ pub fn render(outcome: &TrainOutcome) -> String {
         "{:<8} {:>10} {:>8} {:>8}",
         "split", "rows", "wins", "win %"
     );
-    for (name, info) in &m.splits {
+    for (name, info) in &rec.splits {
         let _ = writeln!(
             s,
             "{:<8} {:>10} {:>8} {:>7.2}%",
@@ -384,11 +388,11 @@ pub fn render(outcome: &TrainOutcome) -> String {
     let _ = writeln!(
         s,
         "trees: {} kept of {} trained (best validation {} {:.5}); training {:.2}s",
-        m.best_iteration,
-        m.trees_trained,
-        m.early_stopping_metric,
-        m.valid_metric_at_best,
-        m.training_time_ms as f64 / 1000.0
+        m.best_iteration.unwrap_or_default(),
+        rec.trees_trained,
+        rec.early_stopping_metric,
+        rec.valid_metric_at_best,
+        rec.training_time_ms as f64 / 1000.0
     );
     let _ = writeln!(
         s,
@@ -428,7 +432,7 @@ pub fn render(outcome: &TrainOutcome) -> String {
         ),
         100.0 * r.filtered_share
     );
-    let durations: Vec<String> = m
+    let durations: Vec<String> = rec
         .durations_ms
         .iter()
         .map(|(k, v)| format!("{k} {:.2}s", *v as f64 / 1000.0))

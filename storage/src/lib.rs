@@ -5,6 +5,8 @@
 //! `AWS_ENDPOINT_URL` (or `RTB_S3_ENDPOINT`) points at an S3-compatible server, addressed
 //! path-style.
 
+pub mod commit;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 

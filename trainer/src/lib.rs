@@ -192,6 +192,8 @@ pub enum TrainerError {
     },
     #[error("training task failed: {0}")]
     Task(String),
+    #[error("the model was not published: {0}")]
+    Publish(String),
 }
 
 pub type Result<T, E = TrainerError> = std::result::Result<T, E>;

@@ -14,13 +14,13 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 use rtb_model::ModelManifest;
 use rtb_params::{ParameterStore, names};
 use rtb_storage::Location;
+use rtb_storage::commit::{CommitError, Staging};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use tracing::{info, warn};
+use tracing::info;
 
 use crate::metrics::{FilterPoint, ThresholdMetrics};
 use crate::{Result, TrainerError};
@@ -124,67 +124,57 @@ pub struct ModelFiles {
     pub report: Vec<(String, Bytes)>,
 }
 
-async fn delete_prefix(location: &Location, prefix: &str) {
-    let Ok(names) = location.list(prefix).await else {
-        return;
-    };
-    for name in names {
-        if let Err(err) = location.store().delete(&location.path(&name)).await {
-            warn!(object = %name, error = %err, "cannot delete a partly published model file");
-        }
-    }
-}
-
-async fn write_all(
-    destination: &Destination,
-    files: &ModelFiles,
-    manifest: &ModelManifest,
-) -> Result<()> {
-    let out = &destination.out;
-    let prefix = &destination.prefix;
-    out.put(&format!("{prefix}/{MODEL_FILE}"), files.model.clone())
-        .await?;
-    for (name, bytes) in &files.report {
-        out.put(&format!("{prefix}/{name}"), bytes.clone()).await?;
-    }
-    let manifest_json =
-        serde_json::to_vec_pretty(manifest).map_err(|source| TrainerError::Json {
-            what: "the model manifest",
-            source,
-        })?;
-    out.put(&format!("{prefix}/{MANIFEST_FILE}"), manifest_json.into())
-        .await?;
-    Ok(())
-}
-
-/// Writes the model, its report and manifest, `models/latest.json`, and the parameter store
-/// pointers (`/aik/xgboost/path` to the model file, `/aik/model/manifest` to the manifest).
+/// Writes the model and its report, then the manifest (committing the model), then
+/// `models/latest.json`, then the parameter store pointers (`/aik/xgboost/path` to the model
+/// file, `/aik/model/manifest` to the manifest). Before the manifest, a failure deletes what was
+/// written; after it, nothing is deleted and the error says what stands.
 pub async fn publish(
     destination: &Destination,
     files: &ModelFiles,
     manifest: &ModelManifest,
     store: &ParameterStore,
 ) -> Result<()> {
-    if let Err(err) = write_all(destination, files, manifest).await {
-        delete_prefix(&destination.out, &destination.prefix).await;
-        return Err(err);
+    let staging = Staging::new(&destination.out, destination.prefix.clone());
+    let mut staged = staging.put(MODEL_FILE, files.model.clone()).await;
+    for (name, bytes) in &files.report {
+        if staged.is_err() {
+            break;
+        }
+        staged = staging.put(name, bytes.clone()).await;
     }
-    let manifest_url = destination.url(MANIFEST_FILE);
-    info!(model_id = %manifest.model_id, "committed model");
+    if let Err(err) = staged {
+        staging.abort().await;
+        return Err(err.into());
+    }
+    let manifest_json =
+        serde_json::to_vec_pretty(manifest).map_err(|source| TrainerError::Json {
+            what: "the model manifest",
+            source,
+        })?;
+    let manifest_url = staging.url(MANIFEST_FILE);
+    let latest = serde_json::json!({ "model_id": manifest.model_id, "manifest": manifest_url });
     let not_announced = |reason: String| TrainerError::NotAnnounced {
         model_id: manifest.model_id.clone(),
         manifest: manifest_url.clone(),
         reason,
     };
-    let latest = serde_json::json!({ "model_id": manifest.model_id, "manifest": manifest_url });
-    destination
-        .out
-        .put(
+    match staging
+        .commit(
+            MANIFEST_FILE,
+            manifest_json.into(),
             &format!("{MODELS_DIR}/{LATEST}"),
             format!("{latest:#}").into(),
         )
         .await
-        .map_err(|e| not_announced(format!("models/{LATEST} was not updated ({e})")))?;
+    {
+        Ok(_) => info!(model_id = %manifest.model_id, "committed model"),
+        Err(err @ CommitError::NotCommitted { .. }) => {
+            return Err(TrainerError::Publish(err.to_string()));
+        }
+        Err(err @ CommitError::PointerNotMoved { .. }) => {
+            return Err(not_announced(err.to_string()));
+        }
+    }
     store
         .put_many(&[
             (names::XGBOOST_PATH, manifest.model.as_str()),

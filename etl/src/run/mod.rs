@@ -34,6 +34,7 @@ use rtb_features::layout::LogKind;
 use rtb_features::manifest::{JobInfo, SplitCounts, VocabularyInfo, outputs};
 use rtb_features::{EtlManifest, FeatureVocabulary, Split};
 use rtb_storage::Location;
+use rtb_storage::commit::{CommitError, Staging};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
@@ -347,17 +348,32 @@ pub async fn run_with_progress(
         progress.set_length(bid_files.iter().chain(&imp_files).map(|f| f.size).sum());
     }
     let run_url = out.child_url(&run.run_prefix);
+    let staging = Staging::new(&out, run.run_prefix.clone());
     let manifest = match execute(&run, &plan, progress, &input, bid_files, imp_files).await {
         Ok(manifest) => manifest,
         Err(err) => {
-            delete_prefix(&out, &run.run_prefix).await;
+            staging.abort().await;
             return Err(err.context(format!(
                 "feature job failed; nothing was committed under {run_url}"
             )));
         }
     };
+    let latest = serde_json::json!({ "run_id": run.run_id, "manifest": staging.url(MANIFEST) });
+    let manifest_url = staging
+        .commit(
+            MANIFEST,
+            serde_json::to_vec_pretty(&manifest)?.into(),
+            LATEST,
+            serde_json::to_vec_pretty(&latest)?.into(),
+        )
+        .await
+        .map_err(|err| match err {
+            CommitError::NotCommitted { .. } => anyhow::Error::new(err),
+            CommitError::PointerNotMoved { .. } => anyhow::Error::new(err)
+                .context("the run's locations were not published; fix the output and re-run"),
+        })?;
+    info!(run_id = run.run_id, "committed feature run");
     // committed: from here on nothing is deleted, and a failure says what stands
-    let manifest_url = out.child_url(&format!("{}/{MANIFEST}", run.run_prefix));
     store
         .put_many(&published_parameters(args, &manifest, &manifest_url))
         .await
@@ -610,17 +626,6 @@ async fn execute(
         memory_limit_bytes: run.limit,
         committed_at: chrono::Utc::now().to_rfc3339(),
     };
-    let manifest_target = format!("{}/{MANIFEST}", run.run_prefix);
-    out.put(
-        &manifest_target,
-        serde_json::to_vec_pretty(&manifest)?.into(),
-    )
-    .await?;
-    let latest =
-        serde_json::json!({ "run_id": run.run_id, "manifest": out.child_url(&manifest_target) });
-    out.put(LATEST, serde_json::to_vec_pretty(&latest)?.into())
-        .await?;
-    info!(run_id = run.run_id, "committed feature run");
     Ok(manifest)
 }
 

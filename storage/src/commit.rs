@@ -1,0 +1,164 @@
+//! The commit protocol every published artifact set follows (an ETL run, a model): its objects
+//! are staged under one prefix in any order, the manifest is written last (its presence commits
+//! the set: no reader uses a prefix without one), then a pointer (`latest.json`) names it.
+//!
+//! Before the manifest is written, [`Staging::abort`] deletes what was staged. Once it is
+//! written, nothing is ever deleted: a failure to move the pointer is reported as exactly that,
+//! the set standing committed.
+
+use bytes::Bytes;
+use object_store::ObjectStoreExt;
+use thiserror::Error;
+use tracing::warn;
+
+use crate::{Location, StorageError};
+
+#[derive(Debug, Error)]
+pub enum CommitError {
+    /// Nothing was committed: the staged objects were deleted.
+    #[error("cannot write {what} under {prefix}: {source}; nothing was committed")]
+    NotCommitted {
+        what: String,
+        prefix: String,
+        source: Box<StorageError>,
+    },
+    /// The set is committed (its manifest exists) but the pointer still names the previous one.
+    #[error(
+        "{manifest} is committed, but {pointer} could not be updated to name it ({source}); it still names the previous one"
+    )]
+    PointerNotMoved {
+        manifest: String,
+        pointer: String,
+        source: Box<StorageError>,
+    },
+}
+
+/// An artifact set being staged under `prefix` of a location.
+pub struct Staging<'a> {
+    location: &'a Location,
+    prefix: String,
+}
+
+impl<'a> Staging<'a> {
+    pub fn new(location: &'a Location, prefix: impl Into<String>) -> Self {
+        Staging {
+            location,
+            prefix: prefix.into(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The URL of `name` inside the set.
+    pub fn url(&self, name: &str) -> String {
+        self.location.child_url(&format!("{}/{name}", self.prefix))
+    }
+
+    /// Stages one object; a failure leaves the set to [`Self::abort`].
+    pub async fn put(&self, name: &str, bytes: Bytes) -> Result<(), StorageError> {
+        self.location
+            .put(&format!("{}/{name}", self.prefix), bytes)
+            .await
+    }
+
+    /// Deletes everything staged (the set was never committed).
+    pub async fn abort(self) {
+        let Ok(names) = self.location.list(&self.prefix).await else {
+            return;
+        };
+        for name in names {
+            if let Err(err) = self
+                .location
+                .store()
+                .delete(&self.location.path(&name))
+                .await
+            {
+                warn!(object = %name, error = %err, "cannot delete an uncommitted object");
+            }
+        }
+    }
+
+    /// Writes the manifest (committing the set), then `pointer` (relative to the location)
+    /// with `pointer_json`. A manifest that cannot be written aborts the set.
+    pub async fn commit(
+        self,
+        manifest_name: &str,
+        manifest: Bytes,
+        pointer: &str,
+        pointer_json: Bytes,
+    ) -> Result<String, CommitError> {
+        let manifest_url = self.url(manifest_name);
+        if let Err(source) = self.put(manifest_name, manifest).await {
+            let prefix = self.location.child_url(&self.prefix);
+            self.abort().await;
+            return Err(CommitError::NotCommitted {
+                what: manifest_name.to_owned(),
+                prefix,
+                source: Box::new(source),
+            });
+        }
+        if let Err(source) = self.location.put(pointer, pointer_json).await {
+            return Err(CommitError::PointerNotMoved {
+                manifest: manifest_url,
+                pointer: self.location.child_url(pointer),
+                source: Box::new(source),
+            });
+        }
+        Ok(manifest_url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn commits_in_order_and_aborts_what_was_staged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let location = Location::parse(dir.path().to_str().expect("utf8")).expect("location");
+        let staging = Staging::new(&location, "runs/a");
+        staging
+            .put("data/part-0", Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+        staging.abort().await;
+        assert!(location.list("runs/a").await.expect("list").is_empty());
+
+        let staging = Staging::new(&location, "runs/b");
+        staging
+            .put("data/part-0", Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+        let url = staging
+            .commit(
+                "manifest.json",
+                Bytes::from_static(b"{}"),
+                "latest.json",
+                Bytes::from_static(b"{\"run\":\"b\"}"),
+            )
+            .await
+            .expect("commits");
+        assert!(url.ends_with("runs/b/manifest.json"), "{url}");
+        assert_eq!(
+            location.get("latest.json").await.expect("pointer"),
+            Bytes::from_static(b"{\"run\":\"b\"}")
+        );
+
+        // a pointer that cannot be written: committed, said so, nothing deleted
+        std::fs::create_dir_all(dir.path().join("blocked.json")).expect("a folder in the way");
+        let staging = Staging::new(&location, "runs/c");
+        let err = staging
+            .commit(
+                "manifest.json",
+                Bytes::from_static(b"{}"),
+                "blocked.json",
+                Bytes::from_static(b"{}"),
+            )
+            .await
+            .expect_err("pointer blocked");
+        assert!(matches!(err, CommitError::PointerNotMoved { .. }), "{err}");
+        assert!(dir.path().join("runs/c/manifest.json").is_file());
+    }
+}

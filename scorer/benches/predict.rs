@@ -3,6 +3,10 @@
 //! and the evaluator, then JSON decoding too, one request per call and in batches of 100.
 //! Run with `cargo bench -p rtb-scorer --bench predict` (release profile).
 //!
+//! `RTB_BENCH_PARAMETER_STORE=<store>` measures a published model instead (any job: its
+//! contract, vocabulary and trees, as the scorer loads them), on the first 20,000 requests of
+//! its run's inference data (`/aik/inference_data`).
+//!
 //! The model is synthetic but shaped like the trainer's: full depth-5 trees (32 leaves) over
 //! the 7 features, 50 trees (the trainer's `num_round`) and 500 (headroom).
 
@@ -139,7 +143,106 @@ fn time_per_row<T>(rows: &[T], mut f: impl FnMut(&T) -> f64) -> f64 {
     best
 }
 
+/// The published model a parameter store names, and its run's first requests.
+fn published(store: &str) -> (LoadedModel, Vec<Vec<u8>>) {
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("runtime: {e}"));
+    runtime.block_on(async {
+        let store = rtb_params::ParameterStore::open(store)
+            .await
+            .unwrap_or_else(|e| panic!("parameter store: {e}"));
+        let model = rtb_scorer::artifacts::load_current(&store, None)
+            .await
+            .unwrap_or_else(|e| panic!("model: {e}"));
+        let data = store
+            .get(rtb_params::names::INFERENCE_DATA)
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("the store names no inference data"));
+        let folder = url::Url::parse(&data)
+            .ok()
+            .and_then(|u| u.to_file_path().ok())
+            .unwrap_or_else(|| data.clone().into());
+        let mut files: Vec<_> = std::fs::read_dir(&folder)
+            .unwrap_or_else(|e| panic!("{}: {e}", folder.display()))
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        let mut bodies = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            bodies.extend(text.lines().map(|l| l.as_bytes().to_vec()));
+            if bodies.len() >= 20_000 {
+                break;
+            }
+        }
+        bodies.truncate(20_000);
+        (model, bodies)
+    })
+}
+
+/// Decoding, feature computation and prediction of `model` over `bodies`, one call at a time
+/// and in batches of 100.
+fn measure(label: &str, model: &LoadedModel, bodies: &[Vec<u8>]) {
+    let decode = |body: &[u8]| {
+        let mut rows = model.rows(1);
+        rtb_scorer::decode::score_request(body, &mut rows).ok()?;
+        rows.finish().ok()
+    };
+    let batches: Vec<_> = bodies.iter().filter_map(|b| decode(b)).collect();
+    let width = model.features.len();
+    let features: Vec<f64> = batches
+        .iter()
+        .flat_map(|b| model.features(b).unwrap_or_default())
+        .collect();
+    let rows: Vec<&[f64]> = features.chunks(width).collect();
+    let predict = time_per_row(&rows, |row| model.ensemble.predict(row));
+    let encode_predict = time_per_row(&batches, |b| {
+        model.score(b).map_or(0.0, |s| s.likelihoods[0])
+    });
+    let decode_encode_predict = time_per_row(bodies, |b| {
+        decode(b)
+            .and_then(|rows| model.score(&rows).ok())
+            .map_or(0.0, |s| s.likelihoods[0])
+    });
+    let batch_bodies: Vec<Vec<u8>> = bodies
+        .chunks(100)
+        .map(|chunk| {
+            let mut body = b"{\"requests\":[".to_vec();
+            for (i, b) in chunk.iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(b);
+            }
+            body.extend_from_slice(b"]}");
+            body
+        })
+        .collect();
+    let batch = time_per_row(&batch_bodies, |b| {
+        let mut rows = model.rows(100);
+        rtb_scorer::decode::batch_request(b, 100, &mut rows)
+            .ok()
+            .and_then(|()| rows.finish().ok())
+            .and_then(|rows| model.score(&rows).ok())
+            .map_or(0.0, |s| s.likelihoods.iter().sum())
+    }) / 100.0;
+    println!(
+        "{label}: {} features, {} trees, {} requests  predict: {predict:.0} ns/row  encode+predict: {encode_predict:.0} ns/row  decode+encode+predict: {decode_encode_predict:.0} ns/row  batch of 100: {batch:.0} ns/row",
+        width,
+        model.ensemble.iterations(),
+        bodies.len(),
+    );
+}
+
 fn main() {
+    if let Ok(store) = std::env::var("RTB_BENCH_PARAMETER_STORE") {
+        let (model, bodies) = published(&store);
+        measure(&format!("job {}", model.manifest.contract.job), &model, &bodies);
+        return;
+    }
     let vocabulary = vocabulary();
     let requests = requests(20_000);
     let bodies: Vec<Vec<u8>> = requests
@@ -149,13 +252,10 @@ fn main() {
     println!("rows: {} (best of 5 rounds)", requests.len());
     for trees in [50, 500] {
         let text = synthetic_model(trees);
-        let ensemble = match Ensemble::parse(&text) {
-            Ok(e) => e,
-            Err(err) => {
-                eprintln!("synthetic model does not parse: {err}");
-                std::process::exit(1);
-            }
-        };
+        if let Err(err) = Ensemble::parse(&text) {
+            eprintln!("synthetic model does not parse: {err}");
+            std::process::exit(1);
+        }
         let contract = rtb_features::contract::bid_filtering(&vocabulary.version);
         let manifest = ModelManifest {
             model_id: format!("bench-{trees}"),
@@ -184,52 +284,6 @@ fn main() {
                 std::process::exit(1);
             }
         };
-        let decode = |body: &[u8]| {
-            let mut rows = model.rows(1);
-            rtb_scorer::decode::score_request(body, &mut rows).ok()?;
-            rows.finish().ok()
-        };
-        let batches: Vec<_> = bodies.iter().filter_map(|b| decode(b)).collect();
-        let features: Vec<f64> = batches
-            .iter()
-            .flat_map(|b| model.features(b).unwrap_or_default())
-            .collect();
-        let rows: Vec<&[f64]> = features.chunks(7).collect();
-        let predict = time_per_row(&rows, |row| ensemble.predict(row));
-        let encode_predict = time_per_row(&batches, |b| {
-            model.score(b).map_or(0.0, |s| s.likelihoods[0])
-        });
-        let decode_encode_predict = time_per_row(&bodies, |b| {
-            decode(b)
-                .and_then(|rows| model.score(&rows).ok())
-                .map_or(0.0, |s| s.likelihoods[0])
-        });
-        // a batch call of 100: one decode, one evaluation of every expression over 100 rows
-        let batch_bodies: Vec<Vec<u8>> = bodies
-            .chunks(100)
-            .map(|chunk| {
-                let mut body = b"{\"requests\":[".to_vec();
-                for (i, b) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        body.push(b',');
-                    }
-                    body.extend_from_slice(b);
-                }
-                body.extend_from_slice(b"]}");
-                body
-            })
-            .collect();
-        let batch = time_per_row(&batch_bodies, |b| {
-            let mut rows = model.rows(100);
-            rtb_scorer::decode::batch_request(b, 100, &mut rows)
-                .ok()
-                .and_then(|()| rows.finish().ok())
-                .and_then(|rows| model.score(&rows).ok())
-                .map_or(0.0, |s| s.likelihoods.iter().sum())
-        }) / 100.0;
-        println!(
-            "trees={trees:>3}  predict: {:>7.0} ns/row  encode+predict: {:>7.0} ns/row  decode+encode+predict: {:>7.0} ns/row  batch of 100: {:>7.0} ns/row",
-            predict, encode_predict, decode_encode_predict, batch
-        );
+        measure(&format!("synthetic trees={trees}"), &model, &bodies);
     }
 }

@@ -240,7 +240,11 @@ fn measure(label: &str, model: &LoadedModel, bodies: &[Vec<u8>]) {
 fn main() {
     if let Ok(store) = std::env::var("RTB_BENCH_PARAMETER_STORE") {
         let (model, bodies) = published(&store);
-        measure(&format!("job {}", model.manifest.contract.job), &model, &bodies);
+        measure(
+            &format!("job {}", model.manifest.contract.job),
+            &model,
+            &bodies,
+        );
         return;
     }
     let vocabulary = vocabulary();

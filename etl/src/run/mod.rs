@@ -16,6 +16,8 @@
 
 mod contract;
 mod engine;
+mod inputs;
+mod splits;
 mod summary;
 
 use std::collections::BTreeMap;
@@ -25,26 +27,24 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::common::TableReference;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use indicatif::ProgressBar;
 use rtb_features::layout::LogKind;
 use rtb_features::manifest::{JobInfo, SplitCounts, VocabularyInfo, outputs};
-use rtb_features::{EtlManifest, FeatureVocabulary, Split};
+use rtb_features::{EtlManifest, FeatureVocabulary};
 use rtb_storage::Location;
 use rtb_storage::commit::{CommitError, Staging};
 use sha2::{Digest, Sha256};
 use tracing::info;
 
-use crate::ingest::{FileReport, InputFile, RawLogSpec, RawLogTable, report_name};
+use crate::ingest::{InputFile, RawLogSpec, RawLogTable};
 use crate::job::{self, Job, StepRole};
 use crate::udf;
 pub use engine::read_parquet;
-use engine::{
-    delete_prefix, fit_vocabulary, grouped_rows, groups_into, query_batches, session, write,
-};
+use engine::{delete_prefix, fit_vocabulary, grouped_rows, groups_into, session, write};
+pub use inputs::wildcard_match;
+use inputs::{list_inputs, read_reports};
 pub use summary::render;
 
 /// The run manifest, shared with the trainer.
@@ -156,53 +156,6 @@ pub fn parse_size(text: &str) -> anyhow::Result<usize> {
     Ok((number * factor) as usize)
 }
 
-/// `*` matches any run of characters, `?` one character.
-pub fn wildcard_match(pattern: &str, name: &str) -> bool {
-    let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
-    let (mut pi, mut ni, mut star, mut mark) = (0, 0, None, 0);
-    while ni < n.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
-            pi += 1;
-            ni += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some(pi);
-            mark = ni;
-            pi += 1;
-        } else if let Some(s) = star {
-            pi = s + 1;
-            mark += 1;
-            ni = mark;
-        } else {
-            return false;
-        }
-    }
-    p[pi..].iter().all(|c| *c == '*')
-}
-
-/// Every input's report, written by whichever process read it; a missing one means the file
-/// was never read whole, and the run must not claim counts for it.
-async fn read_reports(
-    out: &Location,
-    dir: &str,
-    files: &[InputFile],
-) -> anyhow::Result<Vec<FileReport>> {
-    let mut reports = Vec::with_capacity(files.len());
-    for file in files {
-        let name = format!("{dir}/{}", report_name(file));
-        let bytes = out.get(&name).await.with_context(|| {
-            format!(
-                "{} was not read to its end, so its line counts are unknown; does the job read every row of its table?",
-                file.url
-            )
-        })?;
-        let report: FileReport = serde_json::from_slice(&bytes)
-            .with_context(|| format!("ingest report {} is not valid", out.child_url(&name)))?;
-        reports.push(report);
-    }
-    reports.sort_by(|a, b| a.url.cmp(&b.url));
-    Ok(reports)
-}
-
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -219,46 +172,6 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-async fn list_inputs(
-    location: &Location,
-    patterns: &str,
-    kind: LogKind,
-) -> anyhow::Result<Vec<InputFile>> {
-    let names = location.list_sized("").await?;
-    let patterns: Vec<&str> = patterns
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-        .collect();
-    let mut files: Vec<InputFile> = names
-        .iter()
-        .filter(|(name, _)| !name.contains('/'))
-        .filter(|(name, _)| patterns.iter().any(|p| wildcard_match(p, name)))
-        .map(|(name, size)| InputFile {
-            url: location.child_url(name),
-            kind,
-            size: *size,
-        })
-        .collect();
-    files.sort_by(|a, b| a.url.cmp(&b.url));
-    if files.is_empty() {
-        bail!(
-            "no {} log matching {:?} under {}; check --input and --{}",
-            match kind {
-                LogKind::Bid => "bid",
-                LogKind::Imp => "impression",
-            },
-            patterns.join(","),
-            location.url(),
-            match kind {
-                LogKind::Bid => "bids",
-                LogKind::Imp => "imps",
-            }
-        );
-    }
-    Ok(files)
 }
 
 /// What `run` did, for the summary printed at the end.
@@ -521,7 +434,7 @@ async fn execute(
             }
             StepRole::Features => {
                 let (_, contract) = fitted.as_ref().context("features before transformed")?;
-                write_features(run, &ctx, contract, &mut tally).await?;
+                splits::write_features(run, &ctx, contract, &mut tally).await?;
                 tally.lap("features_and_splits", &mut phase);
             }
             StepRole::View => {
@@ -637,100 +550,6 @@ async fn plan_step(
     ctx.sql(sql)
         .await
         .with_context(|| format!("job step {name} does not plan"))
-}
-
-/// The feature rows, computed from the typed requests by the contract's expressions, staged
-/// once and split into `processed/{train,valid,test}/` (without the split column).
-async fn write_features(
-    run: &RunContext<'_>,
-    ctx: &SessionContext,
-    contract: &rtb_features::FeatureContract,
-    tally: &mut Tally,
-) -> anyhow::Result<()> {
-    let sql = contract::features_sql(run.job, contract)?;
-    let df = ctx
-        .sql(&sql)
-        .await
-        .context("the features of the contract do not plan over the requests")?;
-    let staged = run.url("_work/features/");
-    let (_, n) = write(ctx, df, &staged, false).await?;
-    tally.rows.insert("features".into(), n);
-    ctx.register_parquet("features_staged", &staged, ParquetReadOptions::default())
-        .await?;
-    let columns: Vec<String> = ctx
-        .table("features_staged")
-        .await?
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .filter(|n| n != "split")
-        .collect();
-    let select = columns
-        .iter()
-        .map(|c| contract::quote(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    for split in Split::ALL {
-        let target = run.url(&format!("processed/{}/", split.as_str()));
-        let df = ctx
-            .sql(&format!(
-                "SELECT {select} FROM features_staged WHERE split = '{}'",
-                split.as_str()
-            ))
-            .await?;
-        write(ctx, df, &target, false).await?;
-        tally.outputs.insert(split.as_str().into(), target);
-    }
-    let key = contract::quote(&contract.key);
-    let null_keys = query_batches(
-        ctx,
-        &format!("SELECT count(*) AS n FROM features_staged WHERE {key} IS NULL"),
-    )
-    .await?;
-    let null_keys = null_keys
-        .first()
-        .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0));
-    tally
-        .rows
-        .insert("features_null_key".into(), null_keys as u64);
-    let counts = query_batches(ctx, "SELECT split, CAST(label AS BIGINT) AS label, count(*) AS n FROM features_staged GROUP BY split, label").await?;
-    for batch in counts {
-        let split_col = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
-        let split_col = split_col.as_string::<i32>();
-        let label = batch.column(1).as_primitive::<Int64Type>();
-        let n = batch.column(2).as_primitive::<Int64Type>();
-        for i in 0..batch.num_rows() {
-            let Some(name) = Split::ALL
-                .iter()
-                .map(|s| s.as_str())
-                .find(|s| split_col.is_valid(i) && *s == split_col.value(i))
-            else {
-                bail!(
-                    "the features produced a row with split {:?}; split_of yields train, valid or test",
-                    split_col.is_valid(i).then(|| split_col.value(i))
-                );
-            };
-            let entry = tally.splits.entry(name.to_owned()).or_insert(SplitCounts {
-                rows: 0,
-                label_0: 0,
-                label_1: 0,
-            });
-            let count = n.value(i) as u64;
-            entry.rows += count;
-            match label.is_valid(i).then(|| label.value(i)) {
-                Some(0) => entry.label_0 += count,
-                Some(1) => entry.label_1 += count,
-                other => {
-                    bail!(
-                        "inference_requests produced label {other:?} for {count} rows; labels must be 0 or 1"
-                    )
-                }
-            }
-        }
-    }
-    delete_prefix(run.out, &format!("{}/_work/features", run.run_prefix)).await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -386,6 +386,7 @@ mod tests {
         let context = Context {
             day_of_week: 4,
             hour: 3,
+            timestamp: "20130313033000000",
             query: &[],
         };
         for (field, value) in &original {

@@ -8,6 +8,8 @@
 //! - `@id`: `<request id>/<imp id>`;
 //! - `@day_of_week` (1 = Sunday) and `@hour`: the request's time (`ext.timestamp`, epoch
 //!   milliseconds or RFC 3339; else the time it arrived) in the contract's time zone;
+//! - `@timestamp`: that time as the logs write it (`yyyyMMddHHmmssSSS`), for jobs that derive
+//!   their time features from the `Timestamp` column;
 //! - `@query.NAME`: the scoring call's query-string parameter `NAME`.
 //!
 //! Fields the kit's jobs use have default sources ([`default_source`]); a job adds or replaces
@@ -38,6 +40,7 @@ pub fn default_source(field: &str) -> Option<&'static str> {
         "bidId" => "@id",
         "dayOfWeek" => "@day_of_week",
         "hour" => "@hour",
+        "timestamp" => "@timestamp",
         "regionId" => "device.geo.region",
         "cityId" => "device.geo.city",
         "domainId" => "site.domain | app.bundle",
@@ -63,6 +66,7 @@ pub enum Part {
     Id,
     DayOfWeek,
     Hour,
+    Timestamp,
     Query(String),
     /// A path from the top, or (`imp: true`) from the impression.
     Path {
@@ -84,6 +88,7 @@ impl Source {
                 "@id" => Part::Id,
                 "@day_of_week" => Part::DayOfWeek,
                 "@hour" => Part::Hour,
+                "@timestamp" => Part::Timestamp,
                 _ if alt.starts_with("@query.") && alt.len() > 7 => {
                     Part::Query(alt[7..].to_owned())
                 }
@@ -125,10 +130,13 @@ impl Source {
     }
 }
 
-/// What the caller knows beyond the body: the day and hour of the request's time, the query.
+/// What the caller knows beyond the body: the request's time in the contract's zone (its day of
+/// week, hour and log timestamp), the query.
 pub struct Context<'a> {
     pub day_of_week: u8,
     pub hour: u8,
+    /// `yyyyMMddHHmmssSSS`.
+    pub timestamp: &'a str,
     pub query: &'a [(String, String)],
 }
 
@@ -208,6 +216,7 @@ impl OpenRtbRequest {
                 ))),
                 Part::DayOfWeek => Some(Value::from(context.day_of_week)),
                 Part::Hour => Some(Value::from(context.hour)),
+                Part::Timestamp => Some(Value::from(context.timestamp)),
                 Part::Query(name) => context
                     .query
                     .iter()
@@ -294,6 +303,7 @@ mod tests {
         let context = Context {
             day_of_week: 2,
             hour: 13,
+            timestamp: "20130311133000000",
             query: &query,
         };
         request.value(&source, imp, &context)
@@ -326,6 +336,10 @@ mod tests {
         assert_eq!(get(&request, "adSlotWidth", 0), Some(Value::from(300)));
         assert_eq!(get(&request, "adSlotWidth", 1), None);
         assert_eq!(get(&request, "hour", 1), Some(Value::from(13)));
+        assert_eq!(
+            get(&request, "timestamp", 0),
+            Some(Value::from("20130311133000000"))
+        );
         let bare = OpenRtbRequest::from_value(serde_json::json!({"id": "r", "imp": [{"id": "i"}]}))
             .expect("ok");
         assert_eq!(

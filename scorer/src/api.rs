@@ -293,6 +293,7 @@ async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) ->
         let guard = state.model_guard();
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
         let (day_of_week, hour) = model.clock.day_hour(at);
+        let timestamp = model.clock.log_timestamp(at);
         let query: Vec<(String, String)> =
             url::form_urlencoded::parse(req.query_string().as_bytes())
                 .into_owned()
@@ -300,6 +301,7 @@ async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) ->
         let context = Context {
             day_of_week,
             hour,
+            timestamp: &timestamp,
             query: &query,
         };
         let mut rows = model.rows(request.imps());

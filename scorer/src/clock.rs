@@ -42,6 +42,15 @@ impl Clock {
         t.parse::<Tz>().map(Clock::Named).map_err(|_| bad())
     }
 
+    /// `at` in this zone as the iPinYou logs write a time: `yyyyMMddHHmmssSSS`.
+    pub fn log_timestamp(&self, at: DateTime<Utc>) -> String {
+        const FORMAT: &str = "%Y%m%d%H%M%S%3f";
+        match self {
+            Clock::Fixed(offset) => at.with_timezone(offset).format(FORMAT).to_string(),
+            Clock::Named(tz) => at.with_timezone(tz).format(FORMAT).to_string(),
+        }
+    }
+
     /// Spark's day of week (1 = Sunday ... 7 = Saturday) and the hour, at `at` in this zone.
     pub fn day_hour(&self, at: DateTime<Utc>) -> (u8, u8) {
         let (weekday, hour) = match self {
@@ -84,6 +93,12 @@ mod tests {
         assert_eq!(
             Clock::parse("Asia/Shanghai").expect("iana").day_hour(at),
             (3, 7)
+        );
+        assert_eq!(
+            Clock::parse("Asia/Shanghai")
+                .expect("iana")
+                .log_timestamp(at),
+            "20130312073000000"
         );
         for bad in ["Mars/Olympus", "+25:00", "+08:99", "", "+x"] {
             assert!(Clock::parse(bad).is_err(), "{bad}");

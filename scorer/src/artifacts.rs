@@ -146,7 +146,7 @@ impl LoadedModel {
     }
 
     /// A builder for request rows of this model's contract.
-    pub fn rows(&self, capacity: usize) -> RequestRows {
+    pub fn rows(&self, capacity: usize) -> RequestRows<'_> {
         RequestRows::new(&self.manifest.contract, self.features.schema(), capacity)
     }
 

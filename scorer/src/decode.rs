@@ -161,20 +161,18 @@ fn shown(value: &Value) -> String {
 }
 
 /// Request rows being decoded for one model's contract.
-pub struct RequestRows {
+pub struct RequestRows<'a> {
     schema: SchemaRef,
-    names: Vec<String>,
-    key: String,
+    contract: &'a FeatureContract,
     columns: Vec<Column>,
     keys: Vec<String>,
 }
 
-impl RequestRows {
-    pub fn new(contract: &FeatureContract, schema: &SchemaRef, capacity: usize) -> Self {
+impl<'a> RequestRows<'a> {
+    pub fn new(contract: &'a FeatureContract, schema: &SchemaRef, capacity: usize) -> Self {
         RequestRows {
             schema: Arc::clone(schema),
-            names: contract.request.iter().map(|f| f.name.clone()).collect(),
-            key: contract.key.clone(),
+            contract,
             columns: contract
                 .request
                 .iter()
@@ -191,26 +189,25 @@ impl RequestRows {
 
     /// One json request.
     pub fn push(&mut self, request: &Map<String, Value>) -> Result<(), DecodeError> {
-        let key = match request.get(&self.key) {
+        let key_name = &self.contract.key;
+        let key = match request.get(key_name) {
             Some(Value::String(s)) => s.clone(),
             Some(Value::Number(n)) => n.to_string(),
             Some(other) => {
                 return Err(DecodeError::new(
                     ErrorKind::WrongType,
-                    format!("{} is {}; it must be a string", self.key, shown(other)),
+                    format!("{key_name} is {}; it must be a string", shown(other)),
                 ));
             }
             None => {
                 return Err(DecodeError::new(
                     ErrorKind::MissingField,
-                    format!(
-                        "missing field `{}`: it names the request in the answer",
-                        self.key
-                    ),
+                    format!("missing field `{key_name}`: it names the request in the answer"),
                 ));
             }
         };
-        for (name, column) in self.names.iter().zip(&mut self.columns) {
+        for (field, column) in self.contract.request.iter().zip(&mut self.columns) {
+            let name = &field.name;
             match request.get(name) {
                 Some(value) => column.push(name, value, false)?,
                 None => column.null(),
@@ -233,7 +230,14 @@ impl RequestRows {
             request.id,
             request.imp_ids.get(imp).map_or("", String::as_str)
         );
-        for ((name, column), source) in self.names.iter().zip(&mut self.columns).zip(sources) {
+        for ((field, column), source) in self
+            .contract
+            .request
+            .iter()
+            .zip(&mut self.columns)
+            .zip(sources)
+        {
+            let name = &field.name;
             match source.as_ref().and_then(|s| request.value(s, imp, context)) {
                 Some(value) => column
                     .push(name, &value, true)
@@ -261,7 +265,7 @@ fn object(body: &[u8]) -> Result<Map<String, Value>, DecodeError> {
 }
 
 /// One request: a json object of the contract's request fields.
-pub fn score_request(body: &[u8], rows: &mut RequestRows) -> Result<(), DecodeError> {
+pub fn score_request(body: &[u8], rows: &mut RequestRows<'_>) -> Result<(), DecodeError> {
     rows.push(&object(body)?)
 }
 
@@ -272,7 +276,11 @@ struct Batch<'a> {
 }
 
 /// `{"requests": [...]}` with at most `max` requests; an error names the request it is in.
-pub fn batch_request(body: &[u8], max: usize, rows: &mut RequestRows) -> Result<(), DecodeError> {
+pub fn batch_request(
+    body: &[u8],
+    max: usize,
+    rows: &mut RequestRows<'_>,
+) -> Result<(), DecodeError> {
     let batch: Batch<'_> = serde_json::from_slice(body).map_err(|e| from_json_error(&e, body))?;
     if batch.requests.len() > max {
         return Err(DecodeError::new(
@@ -349,9 +357,10 @@ mod tests {
         }
     }
 
-    fn rows() -> RequestRows {
-        let c = contract();
-        RequestRows::new(&c, &rtb_expr::request_schema(&c), 4)
+    fn rows() -> RequestRows<'static> {
+        static CONTRACT: std::sync::OnceLock<FeatureContract> = std::sync::OnceLock::new();
+        let c = CONTRACT.get_or_init(contract);
+        RequestRows::new(c, &rtb_expr::request_schema(c), 4)
     }
 
     fn decode(body: &str) -> Result<RecordBatch, DecodeError> {

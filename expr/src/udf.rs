@@ -206,8 +206,11 @@ impl Default for DeviceTypeUdf {
 }
 
 /// Distinct user agents are few next to rows; classifying each once per thread keeps woothee's
-/// regexes off the hot path. Bounded so a pathological input cannot grow it without end.
+/// regexes off the hot path. Bounded in entries and in what one entry may hold, so hostile
+/// input (the scorer's requests) cannot grow it without end.
 const UA_CACHE_LIMIT: usize = 100_000;
+/// Longer agents are classified every time, never kept: real ones are a few hundred bytes.
+const UA_CACHE_MAX_LEN: usize = 1024;
 
 thread_local! {
     static UA_CACHE: RefCell<HashMap<String, i32>> = RefCell::new(HashMap::new());
@@ -217,6 +220,9 @@ fn cached_device_type(ua: Option<&str>) -> i32 {
     let Some(ua) = ua else {
         return i32::from(device_type(None).id());
     };
+    if ua.len() > UA_CACHE_MAX_LEN {
+        return i32::from(device_type(Some(ua)).id());
+    }
     UA_CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();
         if let Some(id) = cache.get(ua) {

@@ -216,7 +216,7 @@ thread_local! {
     static UA_CACHE: RefCell<HashMap<String, i32>> = RefCell::new(HashMap::new());
 }
 
-fn cached_device_type(ua: Option<&str>) -> i32 {
+pub(crate) fn cached_device_type(ua: Option<&str>) -> i32 {
     let Some(ua) = ua else {
         return i32::from(device_type(None).id());
     };

@@ -134,6 +134,15 @@ impl FeatureVocabulary {
         self.columns.iter().map(|(c, i)| (c.as_str(), i))
     }
 
+    /// The position of `column` among the columns, for [`Self::column_at`].
+    pub fn position(&self, column: &str) -> Option<usize> {
+        self.columns.iter().position(|(c, _)| c == column)
+    }
+
+    pub fn column_at(&self, position: usize) -> Option<(&str, &StringIndexer)> {
+        self.columns.get(position).map(|(c, i)| (c.as_str(), i))
+    }
+
     pub fn get(&self, column: &str) -> Option<&StringIndexer> {
         self.columns
             .iter()

@@ -112,22 +112,9 @@ fn check_shape(plan: &LogicalPlan) -> anyhow::Result<()> {
 }
 
 /// Plans every step of `job` without reading data, and compiles its features the way the
-/// scorer will. Leaves nothing registered in `ctx` but the raw tables.
+/// scorer will. `ctx` is a planning context of its own: the steps are registered in it.
 pub(super) async fn check(ctx: &SessionContext, job: &Job) -> anyhow::Result<JobPlan> {
     job.check_roles()?;
-    let mut registered: Vec<String> = Vec::new();
-    let result = plan_steps(ctx, job, &mut registered).await;
-    for name in registered {
-        let _ = ctx.deregister_table(name.as_str());
-    }
-    result
-}
-
-async fn plan_steps(
-    ctx: &SessionContext,
-    job: &Job,
-    registered: &mut Vec<String>,
-) -> anyhow::Result<JobPlan> {
     let placeholder = Arc::new(placeholder_vocabulary(job));
     let mut planned: Option<(Vec<RequestField>, Option<String>)> = None;
     for step in &job.steps {
@@ -154,7 +141,6 @@ async fn plan_steps(
                 REQUESTS_TABLE,
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?),
             )?;
-            registered.push(REQUESTS_TABLE.to_owned());
             let df = ctx
                 .sql(&sql)
                 .await
@@ -194,7 +180,6 @@ async fn plan_steps(
             _ => {}
         }
         ctx.register_table(step.name.as_str(), df.into_view())?;
-        registered.push(step.name.clone());
     }
     bail!("job has no features step")
 }

@@ -7,9 +7,7 @@
 //! the set standing committed.
 
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 use thiserror::Error;
-use tracing::warn;
 
 use crate::{Location, StorageError};
 
@@ -65,19 +63,7 @@ impl<'a> Staging<'a> {
 
     /// Deletes everything staged (the set was never committed).
     pub async fn abort(self) {
-        let Ok(names) = self.location.list(&self.prefix).await else {
-            return;
-        };
-        for name in names {
-            if let Err(err) = self
-                .location
-                .store()
-                .delete(&self.location.path(&name))
-                .await
-            {
-                warn!(object = %name, error = %err, "cannot delete an uncommitted object");
-            }
-        }
+        self.location.delete_prefix(&self.prefix).await;
     }
 
     /// Writes the manifest (committing the set), then `pointer` (relative to the location)

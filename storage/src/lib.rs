@@ -182,6 +182,19 @@ impl Location {
     }
 
     /// Like [`Location::list`], with each object's size in bytes.
+    /// Deletes every object under `dir`, as far as it can: what cannot be deleted is logged
+    /// and left (cleaning up is never worth failing for).
+    pub async fn delete_prefix(&self, dir: &str) {
+        let Ok(names) = self.list(dir).await else {
+            return;
+        };
+        for name in names {
+            if let Err(err) = self.store.delete(&self.path(&name)).await {
+                tracing::warn!(object = %name, error = %err, "cannot delete an object");
+            }
+        }
+    }
+
     pub async fn list_sized(&self, dir: &str) -> Result<Vec<(String, u64)>> {
         use futures::TryStreamExt;
         let prefix = self.path(dir);

@@ -20,7 +20,6 @@ use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use futures::TryStreamExt;
-use object_store::ObjectStoreExt;
 use rtb_features::vocabulary::{FeatureVocabulary, StringIndexer};
 use rtb_storage::Location;
 
@@ -212,15 +211,6 @@ pub(super) async fn fit_vocabulary(
         fitted.push((name.clone(), StringIndexer::fit_from_counts(counts)));
     }
     Ok(FeatureVocabulary::new(fitted))
-}
-
-pub(super) async fn delete_prefix(location: &Location, prefix: &str) {
-    let Ok(names) = location.list(prefix).await else {
-        return;
-    };
-    for name in names {
-        let _ = location.store().delete(&location.path(&name)).await;
-    }
 }
 
 /// Reads the files of a Parquet output folder as batches (tests, tools).

@@ -42,7 +42,7 @@ use crate::ingest::{InputFile, RawLogSpec, RawLogTable};
 use crate::job::{self, Job, StepRole};
 use crate::udf;
 pub use engine::read_parquet;
-use engine::{delete_prefix, fit_vocabulary, grouped_rows, groups_into, session, write};
+use engine::{fit_vocabulary, grouped_rows, groups_into, session, write};
 pub use inputs::wildcard_match;
 use inputs::{list_inputs, read_reports};
 pub use summary::render;
@@ -485,7 +485,8 @@ async fn execute(
     tally
         .outputs
         .insert(outputs::REJECTS.into(), ingest_dir.clone());
-    delete_prefix(out, &format!("{}/_work", run.run_prefix)).await;
+    out.delete_prefix(&format!("{}/_work", run.run_prefix))
+        .await;
     for (name, file, bytes) in [
         (
             outputs::VOCABULARY,

@@ -9,7 +9,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use rtb_features::Split;
 use rtb_features::manifest::SplitCounts;
 
-use super::engine::{delete_prefix, query_batches, write};
+use super::engine::{query_batches, write};
 use super::{RunContext, Tally, contract};
 
 /// The feature rows, computed from the typed requests by the contract's expressions, staged
@@ -102,6 +102,8 @@ pub(super) async fn write_features(
             }
         }
     }
-    delete_prefix(run.out, &format!("{}/_work/features", run.run_prefix)).await;
+    run.out
+        .delete_prefix(&format!("{}/_work/features", run.run_prefix))
+        .await;
     Ok(())
 }

@@ -192,6 +192,11 @@ impl OpenRtbRequest {
         self.imp_ids.len()
     }
 
+    /// What names impression `imp` as a request: `<request id>/<imp id>`.
+    pub fn imp_key(&self, imp: usize) -> Option<String> {
+        Some(format!("{}/{}", self.id, self.imp_ids.get(imp)?))
+    }
+
     /// `ext.timestamp`, when present and a number or a string.
     pub fn timestamp(&self) -> Option<RequestTime<'_>> {
         match self.root.get("ext")?.get("timestamp")? {
@@ -209,11 +214,7 @@ impl OpenRtbRequest {
     pub fn value(&self, source: &Source, imp: usize, context: &Context<'_>) -> Option<Value> {
         for part in &source.0 {
             let found = match part {
-                Part::Id => Some(Value::String(format!(
-                    "{}/{}",
-                    self.id,
-                    self.imp_ids.get(imp)?
-                ))),
+                Part::Id => self.imp_key(imp).map(Value::String),
                 Part::DayOfWeek => Some(Value::from(context.day_of_week)),
                 Part::Hour => Some(Value::from(context.hour)),
                 Part::Timestamp => Some(Value::from(context.timestamp)),

@@ -225,11 +225,7 @@ impl<'a> RequestRows<'a> {
         sources: &[Option<Source>],
         context: &Context<'_>,
     ) -> Result<(), DecodeError> {
-        let key = format!(
-            "{}/{}",
-            request.id,
-            request.imp_ids.get(imp).map_or("", String::as_str)
-        );
+        let key = request.imp_key(imp).unwrap_or_default();
         for ((field, column), source) in self
             .contract
             .request

@@ -182,7 +182,7 @@ async fn score(req: HttpRequest, payload: web::Payload, state: State) -> HttpRes
             bid_id: &rows.keys()[0],
             likelihood: scored.likelihoods[0],
             model_version: model.model_id(),
-            features: explain(&req).then(|| explained(model, &scored.features)),
+            features: explain(&req).then(|| explained(model, scored.row(0))),
         })?;
         Ok::<_, DecodeError>((1, body))
     }
@@ -217,12 +217,7 @@ fn items<'a>(
         .map(|(i, key)| BatchItem {
             bid_id: key,
             likelihood: scored.likelihoods[i],
-            features: explain.then(|| {
-                explained(
-                    model,
-                    &scored.features[i * scored.width..(i + 1) * scored.width],
-                )
-            }),
+            features: explain.then(|| explained(model, scored.row(i))),
         })
         .collect()
 }
@@ -317,12 +312,7 @@ async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) ->
             .map(|(i, imp_id)| ImpScored {
                 imp_id,
                 likelihood: scored.likelihoods[i],
-                features: explain.then(|| {
-                    explained(
-                        model,
-                        &scored.features[i * scored.width..(i + 1) * scored.width],
-                    )
-                }),
+                features: explain.then(|| explained(model, scored.row(i))),
             })
             .collect();
         let body = to_json(&OpenRtbScored {

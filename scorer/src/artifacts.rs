@@ -116,6 +116,13 @@ pub struct Scored {
     pub likelihoods: Vec<f64>,
 }
 
+impl Scored {
+    /// The feature vector of row `i`.
+    pub fn row(&self, i: usize) -> &[f64] {
+        &self.features[i * self.width..(i + 1) * self.width]
+    }
+}
+
 impl LoadedModel {
     /// The version a response reports: the manifest's model id.
     pub fn model_id(&self) -> &str {

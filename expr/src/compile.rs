@@ -19,6 +19,7 @@ use datafusion::sql::sqlparser::parser::Parser;
 use rtb_features::{FeatureContract, FeatureDef, FeatureVocabulary, FieldType};
 use thiserror::Error;
 
+use crate::native::{self, Decline, Node, Value};
 use crate::udf;
 
 /// The table a `features` step reads: the job's requests.
@@ -174,93 +175,37 @@ fn is_model_input(data_type: &DataType) -> bool {
     data_type.is_numeric() || matches!(data_type, DataType::Boolean | DataType::Null)
 }
 
-/// How one feature is computed. The three shapes nearly every job's features take (a request
-/// field as it is, `encode('Col', field)` and `device_type(field)` of a text field) are read
-/// straight from the request's columns: the same values DataFusion computes for them (the
-/// parity tests cover both paths), without its per-call overhead, which dominates on the one-row
-/// batches a scorer evaluates. Everything else is DataFusion's physical expression.
+/// How one feature is computed: natively where its shape allows (see [`native`]), with
+/// DataFusion's physical expression for the rows it declines; otherwise by DataFusion alone.
 #[derive(Debug)]
 enum Kernel {
-    /// A numeric or boolean request field.
-    Field(usize),
-    /// `encode('Column', field)` of a text field: vocabulary column `column`.
-    Encode {
-        field: usize,
-        column: usize,
+    Native {
+        node: Node,
+        fallback: Arc<dyn PhysicalExpr>,
     },
-    /// `device_type(field)` of a text field.
-    DeviceType(usize),
     Expr(Arc<dyn PhysicalExpr>),
 }
 
-/// The kernel for `expr`, when it has one of the shapes read natively.
-fn kernel(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, vocabulary: &FeatureVocabulary) -> Kernel {
-    use datafusion::physical_expr::ScalarFunctionExpr;
-    use datafusion::physical_expr::expressions::{Column, Literal};
-    let any: &dyn std::any::Any = expr.as_ref();
-    let text_field = |e: &Arc<dyn PhysicalExpr>| {
-        let any: &dyn std::any::Any = e.as_ref();
-        any.downcast_ref::<Column>()
-            .map(Column::index)
-            .filter(|i| schema.field(*i).data_type() == &DataType::Utf8)
-    };
-    if let Some(column) = any.downcast_ref::<Column>() {
-        let data_type = schema.field(column.index()).data_type();
-        if data_type.is_numeric() || data_type == &DataType::Boolean {
-            return Kernel::Field(column.index());
-        }
+/// Writes feature `j` of every row of `batch` into the row-major `out`, as DataFusion computes it.
+fn datafusion_column(
+    expr: &Arc<dyn PhysicalExpr>,
+    batch: &RecordBatch,
+    out: &mut [f64],
+    j: usize,
+    width: usize,
+) -> Result<(), DataFusionError> {
+    let rows = batch.num_rows();
+    let values = expr.evaluate(batch)?.into_array(rows)?;
+    let values = datafusion::arrow::compute::cast(&values, &DataType::Float64)?;
+    let values = values.as_primitive::<Float64Type>();
+    for row in 0..rows {
+        out[row * width + j] = if values.is_valid(row) {
+            values.value(row)
+        } else {
+            f64::NAN
+        };
     }
-    if let Some(function) = any.downcast_ref::<ScalarFunctionExpr>() {
-        match (function.name(), function.args()) {
-            ("device_type", [arg]) => {
-                if let Some(field) = text_field(arg) {
-                    return Kernel::DeviceType(field);
-                }
-            }
-            ("encode", [name, arg]) => {
-                let name: &dyn std::any::Any = name.as_ref();
-                let name = name
-                    .downcast_ref::<Literal>()
-                    .and_then(|l| match l.value() {
-                        datafusion::common::ScalarValue::Utf8(Some(n)) => Some(n.as_str()),
-                        _ => None,
-                    });
-                if let (Some(field), Some(column)) =
-                    (text_field(arg), name.and_then(|n| vocabulary.position(n)))
-                {
-                    return Kernel::Encode { field, column };
-                }
-            }
-            _ => {}
-        }
-    }
-    Kernel::Expr(Arc::clone(expr))
-}
-
-/// A numeric or boolean column's value at `row` as `f64`; null is NaN. Widened with `as`, as
-/// Arrow's cast to Float64 does.
-fn number(array: &dyn Array, row: usize) -> Option<f64> {
-    use datafusion::arrow::datatypes::{
-        Float32Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type, UInt32Type,
-        UInt64Type,
-    };
-    if array.is_null(row) {
-        return Some(f64::NAN);
-    }
-    Some(match array.data_type() {
-        DataType::Int64 => array.as_primitive::<Int64Type>().value(row) as f64,
-        DataType::Int32 => f64::from(array.as_primitive::<Int32Type>().value(row)),
-        DataType::Int16 => f64::from(array.as_primitive::<Int16Type>().value(row)),
-        DataType::Int8 => f64::from(array.as_primitive::<Int8Type>().value(row)),
-        DataType::UInt64 => array.as_primitive::<UInt64Type>().value(row) as f64,
-        DataType::UInt32 => f64::from(array.as_primitive::<UInt32Type>().value(row)),
-        DataType::UInt16 => f64::from(array.as_primitive::<UInt16Type>().value(row)),
-        DataType::UInt8 => f64::from(array.as_primitive::<UInt8Type>().value(row)),
-        DataType::Float64 => array.as_primitive::<Float64Type>().value(row),
-        DataType::Float32 => f64::from(array.as_primitive::<Float32Type>().value(row)),
-        DataType::Boolean => f64::from(u8::from(array.as_boolean().value(row))),
-        _ => return None,
-    })
+    Ok(())
 }
 
 /// A contract's features as physical expressions over its request schema.
@@ -326,7 +271,13 @@ impl CompiledFeatures {
                     "it is {data_type}, and a model input must be a number or a boolean; encode text with encode('Column', field)"
                 )));
             }
-            let kernel = kernel(&physical, &schema, &vocabulary);
+            let kernel = match native::build(&physical, &schema, &vocabulary) {
+                Some(node) => Kernel::Native {
+                    node,
+                    fallback: physical,
+                },
+                None => Kernel::Expr(physical),
+            };
             exprs.push((feature.name.clone(), kernel));
         }
         Ok(CompiledFeatures {
@@ -336,12 +287,32 @@ impl CompiledFeatures {
         })
     }
 
-    /// The features DataFusion evaluates, not read natively (for tests).
+    /// The features DataFusion evaluates, not read natively.
     pub fn evaluated_by_datafusion(&self) -> usize {
         self.exprs
             .iter()
             .filter(|(_, k)| matches!(k, Kernel::Expr(_)))
             .count()
+    }
+
+    /// Every feature as DataFusion alone computes it: what the native reading must equal.
+    #[cfg(test)]
+    pub(crate) fn evaluate_by_datafusion(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<Vec<f64>, ExprError> {
+        let width = self.exprs.len();
+        let mut out = vec![0.0; batch.num_rows() * width];
+        for (j, (name, kernel)) in self.exprs.iter().enumerate() {
+            let (Kernel::Native { fallback: expr, .. } | Kernel::Expr(expr)) = kernel;
+            datafusion_column(expr, batch, &mut out, j, width).map_err(|source| {
+                ExprError::Evaluate {
+                    feature: name.clone(),
+                    source,
+                }
+            })?;
+        }
+        Ok(out)
     }
 
     /// The request schema batches must have.
@@ -371,51 +342,21 @@ impl CompiledFeatures {
                 source,
             };
             match kernel {
-                Kernel::Field(i) => {
-                    let array = batch.column(*i);
-                    for row in 0..rows {
-                        out[row * width + j] = number(array.as_ref(), row).ok_or_else(|| {
-                            fail(DataFusionError::Internal(format!(
-                                "field of type {} is not a number",
-                                array.data_type()
-                            )))
-                        })?;
-                    }
-                }
-                Kernel::Encode { field, column } => {
-                    let (_, indexer) = self.vocabulary.column_at(*column).ok_or_else(|| {
-                        fail(DataFusionError::Internal(
-                            "vocabulary column vanished".into(),
-                        ))
-                    })?;
-                    let values = batch.column(*field).as_string::<i32>();
-                    for row in 0..rows {
-                        let value = values.is_valid(row).then(|| values.value(row));
-                        out[row * width + j] = f64::from(indexer.index(value));
-                    }
-                }
-                Kernel::DeviceType(field) => {
-                    let values = batch.column(*field).as_string::<i32>();
-                    for row in 0..rows {
-                        let value = values.is_valid(row).then(|| values.value(row));
-                        out[row * width + j] = f64::from(udf::cached_device_type(value));
+                Kernel::Native { node, fallback } => {
+                    let native = (0..rows).try_for_each(|row| {
+                        out[row * width + j] = node
+                            .eval(batch, row, &self.vocabulary)
+                            .ok()
+                            .and_then(Value::to_f64)
+                            .ok_or(Decline)?;
+                        Ok::<_, Decline>(())
+                    });
+                    if native.is_err() {
+                        datafusion_column(fallback, batch, &mut out, j, width).map_err(fail)?;
                     }
                 }
                 Kernel::Expr(expr) => {
-                    let values = expr
-                        .evaluate(batch)
-                        .and_then(|v| v.into_array(rows))
-                        .map_err(fail)?;
-                    let values = datafusion::arrow::compute::cast(&values, &DataType::Float64)
-                        .map_err(|e| fail(e.into()))?;
-                    let values = values.as_primitive::<Float64Type>();
-                    for row in 0..rows {
-                        out[row * width + j] = if values.is_valid(row) {
-                            values.value(row)
-                        } else {
-                            f64::NAN
-                        };
-                    }
+                    datafusion_column(expr, batch, &mut out, j, width).map_err(fail)?;
                 }
             }
         }
@@ -504,9 +445,8 @@ mod tests {
             ("known_hour", "COALESCE(hour, -1)"),
         ]);
         let compiled = CompiledFeatures::compile(&c, vocabulary()).expect("compiles");
-        // hour, encode and device_type are read natively; the CASE, the division, the coalesce
-        // go through DataFusion: both paths are checked below
-        assert_eq!(compiled.evaluated_by_datafusion(), 3);
+        // all read natively (the native module's property test holds them to DataFusion's)
+        assert_eq!(compiled.evaluated_by_datafusion(), 0);
         let batch = RecordBatch::try_new(
             Arc::clone(compiled.schema()),
             vec![

@@ -4,9 +4,12 @@
 //! The ETL runs them as SQL over every request row; the scorer compiles the same expression
 //! texts, with the same functions ([`udf`]) and the same SQL options ([`sql_config`]), into
 //! DataFusion physical expressions once per model load and evaluates them on each request
-//! batch. One definition, one engine, both sides.
+//! batch: the common shapes by a row-at-a-time reading of those expressions (`native`) that
+//! hands every exceptional row back to DataFusion, the rest by DataFusion. One definition, one
+//! engine's semantics, both sides.
 
 pub mod compile;
+mod native;
 pub mod udf;
 
 pub use compile::{

@@ -16,7 +16,7 @@ use thiserror::Error;
 use tracing::warn;
 
 use crate::clock::Clock;
-use crate::decode::{DecodeError, RequestRows};
+use crate::decode::{DecodeError, RequestLayout, RequestRows};
 
 /// Why a model cannot be served; each message says what to fix.
 #[derive(Debug, Error)]
@@ -89,6 +89,8 @@ pub struct LoadedModel {
     pub vocabulary: Arc<FeatureVocabulary>,
     /// The contract's features, compiled once for this model.
     pub features: CompiledFeatures,
+    /// How request bodies map to the request batch, built once for this model.
+    pub layout: RequestLayout,
     /// Where an OpenRTB request carries each request field, by field position.
     pub openrtb: Vec<Option<Source>>,
     /// The zone the model's day of week and hour are in: the contract's, unless the scorer
@@ -154,7 +156,7 @@ impl LoadedModel {
 
     /// A builder for request rows of this model's contract.
     pub fn rows(&self, capacity: usize) -> RequestRows<'_> {
-        RequestRows::new(&self.manifest.contract, self.features.schema(), capacity)
+        RequestRows::new(&self.layout, capacity)
     }
 
     /// Checks and assembles a model from the three artifacts' bytes. `time_zone` replaces the
@@ -230,6 +232,7 @@ impl LoadedModel {
         }
         let vocabulary = Arc::new(vocabulary);
         let features = CompiledFeatures::compile(contract, Arc::clone(&vocabulary))?;
+        let layout = RequestLayout::new(contract, features.schema());
         let openrtb = contract
             .request
             .iter()
@@ -253,6 +256,7 @@ impl LoadedModel {
             ensemble,
             vocabulary,
             features,
+            layout,
             openrtb,
             clock,
             loaded_at: chrono::Utc::now(),
@@ -276,7 +280,8 @@ impl LoadedModel {
                 e.message
             ))
         };
-        rows.push(&request).map_err(failed)?;
+        let body = serde_json::Value::Object(request).to_string();
+        rows.push_json(body.as_bytes()).map_err(failed)?;
         let scored = self
             .score(&rows.finish().map_err(failed)?)
             .map_err(failed)?;

@@ -15,9 +15,14 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::SchemaRef;
 use rtb_features::openrtb::{Context, Source};
 use rtb_features::{FeatureContract, FieldType, OpenRtbRequest};
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
 use serde_json::value::RawValue;
-use serde_json::{Map, Value};
 
 use crate::metrics::ErrorKind;
 
@@ -64,6 +69,111 @@ fn from_json_error(err: &serde_json::Error, body: &[u8]) -> DecodeError {
     DecodeError::new(kind, message)
 }
 
+/// A json value as a request field reads it, borrowed from the body where it can be.
+#[derive(Debug)]
+enum Scalar<'de> {
+    Null,
+    Str(Cow<'de, str>),
+    Int(i64),
+    UInt(u64),
+    Float(f64),
+    Bool(bool),
+    /// An array or an object: never a field's value, kept for the message.
+    Other(Value),
+}
+
+impl Scalar<'_> {
+    fn from_value(value: &Value) -> Scalar<'_> {
+        match value {
+            Value::Null => Scalar::Null,
+            Value::String(s) => Scalar::Str(Cow::Borrowed(s)),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => Scalar::Int(i),
+                (None, Some(u), _) => Scalar::UInt(u),
+                (None, None, f) => Scalar::Float(f.unwrap_or(f64::NAN)),
+            },
+            Value::Bool(b) => Scalar::Bool(*b),
+            other => Scalar::Other(other.clone()),
+        }
+    }
+
+    /// A number's decimal text, as serde_json writes it.
+    fn number_text(&self) -> Option<String> {
+        match self {
+            Scalar::Int(i) => Some(i.to_string()),
+            Scalar::UInt(u) => Some(u.to_string()),
+            Scalar::Float(f) => serde_json::Number::from_f64(*f).map(|n| n.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The value as an error message shows it: json, short, whatever it is.
+    fn shown(&self) -> String {
+        let text = match self {
+            Scalar::Null => "null".to_owned(),
+            Scalar::Str(s) => serde_json::to_string(s.as_ref()).unwrap_or_default(),
+            Scalar::Bool(b) => b.to_string(),
+            Scalar::Other(v) => v.to_string(),
+            number => number.number_text().unwrap_or_else(|| "a number".into()),
+        };
+        if text.len() > 40 {
+            let mut cut = 40;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            format!("{}...", &text[..cut])
+        } else {
+            text
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a json value")
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Scalar::Null)
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map_or(Scalar::UInt(v), Scalar::Int))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                Value::deserialize(SeqAccessDeserializer::new(seq)).map(Scalar::Other)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                Value::deserialize(MapAccessDeserializer::new(map)).map(Scalar::Other)
+            }
+        }
+        deserializer.deserialize_any(Visit)
+    }
+}
+
 enum Column {
     String(StringBuilder),
     Integer(Int64Builder),
@@ -93,44 +203,47 @@ impl Column {
     }
 
     /// Appends `value`; `lenient` also reads numbers written as strings (OpenRTB).
-    fn push(&mut self, name: &str, value: &Value, lenient: bool) -> Result<(), DecodeError> {
+    fn push(&mut self, name: &str, value: &Scalar<'_>, lenient: bool) -> Result<(), DecodeError> {
         let wrong = |expected: &str| {
             DecodeError::new(
                 ErrorKind::WrongType,
-                format!("{name} is {}; it must be {expected} or null", shown(value)),
+                format!("{name} is {}; it must be {expected} or null", value.shown()),
             )
         };
         match (self, value) {
-            (column, Value::Null) => column.null(),
-            (Column::String(b), Value::String(s)) => b.append_value(s),
-            (Column::String(b), Value::Number(n)) => b.append_value(n.to_string()),
-            (Column::String(_), _) => return Err(wrong("a string")),
-            (Column::Integer(b), Value::Number(n)) => match n.as_i64() {
-                Some(i) => b.append_value(i),
-                None => {
-                    return Err(DecodeError::new(
-                        ErrorKind::InvalidValue,
-                        format!(
-                            "{name} is {n}; it must be a whole number between -2^63 and 2^63-1"
-                        ),
-                    ));
+            (column, Scalar::Null) => column.null(),
+            (Column::String(b), Scalar::Str(s)) => b.append_value(s),
+            (Column::String(b), number @ (Scalar::Int(_) | Scalar::UInt(_) | Scalar::Float(_))) => {
+                match number.number_text() {
+                    Some(text) => b.append_value(text),
+                    None => return Err(wrong("a string")),
                 }
-            },
-            (Column::Integer(b), Value::String(s)) if lenient => match s.trim().parse::<i64>() {
+            }
+            (Column::String(_), _) => return Err(wrong("a string")),
+            (Column::Integer(b), Scalar::Int(i)) => b.append_value(*i),
+            (Column::Integer(_), number @ (Scalar::UInt(_) | Scalar::Float(_))) => {
+                return Err(DecodeError::new(
+                    ErrorKind::InvalidValue,
+                    format!(
+                        "{name} is {}; it must be a whole number between -2^63 and 2^63-1",
+                        number.shown()
+                    ),
+                ));
+            }
+            (Column::Integer(b), Scalar::Str(s)) if lenient => match s.trim().parse::<i64>() {
                 Ok(i) => b.append_value(i),
                 Err(_) => return Err(wrong("a whole number")),
             },
             (Column::Integer(_), _) => return Err(wrong("a whole number")),
-            (Column::Float(b), Value::Number(n)) => match n.as_f64() {
-                Some(f) => b.append_value(f),
-                None => return Err(wrong("a number")),
-            },
-            (Column::Float(b), Value::String(s)) if lenient => match s.trim().parse::<f64>() {
+            (Column::Float(b), Scalar::Int(i)) => b.append_value(*i as f64),
+            (Column::Float(b), Scalar::UInt(u)) => b.append_value(*u as f64),
+            (Column::Float(b), Scalar::Float(f)) => b.append_value(*f),
+            (Column::Float(b), Scalar::Str(s)) if lenient => match s.trim().parse::<f64>() {
                 Ok(f) => b.append_value(f),
                 Err(_) => return Err(wrong("a number")),
             },
             (Column::Float(_), _) => return Err(wrong("a number")),
-            (Column::Boolean(b), Value::Bool(v)) => b.append_value(*v),
+            (Column::Boolean(b), Scalar::Bool(v)) => b.append_value(*v),
             (Column::Boolean(_), _) => return Err(wrong("true or false")),
         }
         Ok(())
@@ -146,37 +259,118 @@ impl Column {
     }
 }
 
-/// A value as an error message shows it: short, whatever it is.
-fn shown(value: &Value) -> String {
-    let text = value.to_string();
-    if text.len() > 40 {
-        let mut cut = 40;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
+/// How a model's requests are laid out, built once per model load: the batch schema, each
+/// field's type and a name lookup, so a body is read in one pass with no per-field allocation.
+#[derive(Debug)]
+pub struct RequestLayout {
+    schema: SchemaRef,
+    key: String,
+    fields: Vec<(String, FieldType)>,
+    /// Request field name to its slot; the key has a slot of its own after the fields when it
+    /// is not a field.
+    slots: HashMap<String, usize>,
+    key_slot: usize,
+}
+
+impl RequestLayout {
+    pub fn new(contract: &FeatureContract, schema: &SchemaRef) -> Self {
+        let fields: Vec<(String, FieldType)> = contract
+            .request
+            .iter()
+            .map(|f| (f.name.clone(), f.field_type))
+            .collect();
+        let mut slots: HashMap<String, usize> = HashMap::with_capacity(fields.len() + 1);
+        for (i, (name, _)) in fields.iter().enumerate() {
+            slots.entry(name.clone()).or_insert(i);
         }
-        format!("{}...", &text[..cut])
-    } else {
-        text
+        let next = fields.len();
+        let key_slot = *slots.entry(contract.key.clone()).or_insert(next);
+        RequestLayout {
+            schema: Arc::clone(schema),
+            key: contract.key.clone(),
+            fields,
+            slots,
+            key_slot,
+        }
+    }
+
+    fn slot_count(&self) -> usize {
+        self.fields.len().max(self.key_slot + 1)
+    }
+}
+
+/// One request object read into its slots: known fields kept (the last of a repeated name, as
+/// serde_json's maps do), everything else skipped unread.
+struct Slots<'l>(&'l RequestLayout);
+
+impl<'de> DeserializeSeed<'de> for Slots<'_> {
+    type Value = Vec<Option<Scalar<'de>>>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Slots<'_> {
+    type Value = Vec<Option<Scalar<'de>>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a json object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut slots: Vec<Option<Scalar<'de>>> = Vec::new();
+        slots.resize_with(self.0.slot_count(), || None);
+        while let Some(slot) = map.next_key_seed(SlotOf(self.0))? {
+            match slot {
+                Some(i) => slots[i] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(slots)
+    }
+}
+
+/// A key's slot, or `None` for a name the contract does not know.
+struct SlotOf<'l>(&'l RequestLayout);
+
+impl<'de> DeserializeSeed<'de> for SlotOf<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SlotOf<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.slots.get(v).copied())
     }
 }
 
 /// Request rows being decoded for one model's contract.
 pub struct RequestRows<'a> {
-    schema: SchemaRef,
-    contract: &'a FeatureContract,
+    layout: &'a RequestLayout,
     columns: Vec<Column>,
     keys: Vec<String>,
 }
 
 impl<'a> RequestRows<'a> {
-    pub fn new(contract: &'a FeatureContract, schema: &SchemaRef, capacity: usize) -> Self {
+    pub fn new(layout: &'a RequestLayout, capacity: usize) -> Self {
         RequestRows {
-            schema: Arc::clone(schema),
-            contract,
-            columns: contract
-                .request
+            layout,
+            columns: layout
+                .fields
                 .iter()
-                .map(|f| Column::new(f.field_type, capacity))
+                .map(|(_, t)| Column::new(*t, capacity))
                 .collect(),
             keys: Vec::with_capacity(capacity),
         }
@@ -187,16 +381,28 @@ impl<'a> RequestRows<'a> {
         &self.keys
     }
 
-    /// One json request.
-    pub fn push(&mut self, request: &Map<String, Value>) -> Result<(), DecodeError> {
-        let key_name = &self.contract.key;
-        let key = match request.get(key_name) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
+    /// One json request object (the body of a single call, or one element of a batch).
+    pub fn push_json(&mut self, body: &[u8]) -> Result<(), DecodeError> {
+        let mut de = serde_json::Deserializer::from_slice(body);
+        let slots = Slots(self.layout)
+            .deserialize(&mut de)
+            .and_then(|slots| de.end().map(|()| slots))
+            .map_err(|e| from_json_error(&e, body))?;
+        self.push_slots(slots)
+    }
+
+    fn push_slots(&mut self, mut slots: Vec<Option<Scalar<'_>>>) -> Result<(), DecodeError> {
+        let layout = self.layout;
+        let key_name = &layout.key;
+        let key = match &slots[layout.key_slot] {
+            Some(Scalar::Str(s)) => s.to_string(),
+            Some(number @ (Scalar::Int(_) | Scalar::UInt(_) | Scalar::Float(_))) => {
+                number.number_text().unwrap_or_default()
+            }
             Some(other) => {
                 return Err(DecodeError::new(
                     ErrorKind::WrongType,
-                    format!("{key_name} is {}; it must be a string", shown(other)),
+                    format!("{key_name} is {}; it must be a string", other.shown()),
                 ));
             }
             None => {
@@ -206,10 +412,13 @@ impl<'a> RequestRows<'a> {
                 ));
             }
         };
-        for (field, column) in self.contract.request.iter().zip(&mut self.columns) {
-            let name = &field.name;
-            match request.get(name) {
-                Some(value) => column.push(name, value, false)?,
+        // a failure leaves the columns ragged: the caller drops the rows, as every error
+        // refuses the whole call
+        for (((name, _), column), slot) in
+            layout.fields.iter().zip(&mut self.columns).zip(&mut slots)
+        {
+            match slot.take() {
+                Some(value) => column.push(name, &value, false)?,
                 None => column.null(),
             }
         }
@@ -226,17 +435,11 @@ impl<'a> RequestRows<'a> {
         context: &Context<'_>,
     ) -> Result<(), DecodeError> {
         let key = request.imp_key(imp).unwrap_or_default();
-        for ((field, column), source) in self
-            .contract
-            .request
-            .iter()
-            .zip(&mut self.columns)
-            .zip(sources)
-        {
-            let name = &field.name;
+        let fields = &self.layout.fields;
+        for (((name, _), column), source) in fields.iter().zip(&mut self.columns).zip(sources) {
             match source.as_ref().and_then(|s| request.value(s, imp, context)) {
                 Some(value) => column
-                    .push(name, &value, true)
+                    .push(name, &Scalar::from_value(&value), true)
                     .map_err(|e| e.at(&format!("imp[{imp}] field {name}")))?,
                 None => column.null(),
             }
@@ -247,7 +450,7 @@ impl<'a> RequestRows<'a> {
 
     pub fn finish(&mut self) -> Result<RecordBatch, DecodeError> {
         let columns = self.columns.iter_mut().map(Column::finish).collect();
-        RecordBatch::try_new(Arc::clone(&self.schema), columns).map_err(|e| {
+        RecordBatch::try_new(Arc::clone(&self.layout.schema), columns).map_err(|e| {
             DecodeError::new(
                 ErrorKind::Internal,
                 format!("cannot assemble the request rows: {e}"),
@@ -256,13 +459,9 @@ impl<'a> RequestRows<'a> {
     }
 }
 
-fn object(body: &[u8]) -> Result<Map<String, Value>, DecodeError> {
-    serde_json::from_slice(body).map_err(|e| from_json_error(&e, body))
-}
-
 /// One request: a json object of the contract's request fields.
 pub fn score_request(body: &[u8], rows: &mut RequestRows<'_>) -> Result<(), DecodeError> {
-    rows.push(&object(body)?)
+    rows.push_json(body)
 }
 
 #[derive(Deserialize)]
@@ -354,9 +553,12 @@ mod tests {
     }
 
     fn rows() -> RequestRows<'static> {
-        static CONTRACT: std::sync::OnceLock<FeatureContract> = std::sync::OnceLock::new();
-        let c = CONTRACT.get_or_init(contract);
-        RequestRows::new(c, &rtb_expr::request_schema(c), 4)
+        static LAYOUT: std::sync::OnceLock<RequestLayout> = std::sync::OnceLock::new();
+        let layout = LAYOUT.get_or_init(|| {
+            let c = contract();
+            RequestLayout::new(&c, &rtb_expr::request_schema(&c))
+        });
+        RequestRows::new(layout, 4)
     }
 
     fn decode(body: &str) -> Result<RecordBatch, DecodeError> {

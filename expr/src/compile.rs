@@ -19,7 +19,8 @@ use datafusion::sql::sqlparser::parser::Parser;
 use rtb_features::{FeatureContract, FeatureDef, FeatureVocabulary, FieldType};
 use thiserror::Error;
 
-use crate::native::{self, Decline, Node, Value};
+pub use crate::native::Value;
+use crate::native::{self, Decline, Fields, Node, Rows};
 use crate::udf;
 
 /// The table a `features` step reads: the job's requests.
@@ -334,34 +335,140 @@ impl CompiledFeatures {
 
     /// The model input rows of `batch`, row-major; a null feature is NaN (LightGBM's missing).
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<Vec<f64>, ExprError> {
-        let (rows, width) = (batch.num_rows(), self.exprs.len());
+        self.evaluate_from(&batch, batch.num_rows(), || Ok(batch.clone()))
+    }
+
+    /// The model input rows of requests given as typed values, row-major, one value per
+    /// request field in the schema's order: what a scorer decodes a body into, with no
+    /// Arrow batch built unless some feature needs DataFusion.
+    pub fn evaluate_values(&self, values: &[Value<'_>]) -> Result<Vec<f64>, ExprError> {
+        let width = self.schema.fields().len();
+        let rows = values.len().checked_div(width).unwrap_or(0);
+        let source = Rows { values, width };
+        self.evaluate_from(&source, rows, || batch_of(&self.schema, values, rows))
+    }
+
+    fn evaluate_from<'a, S: Fields<'a>>(
+        &'a self,
+        fields: &S,
+        rows: usize,
+        batch: impl FnOnce() -> Result<RecordBatch, DataFusionError>,
+    ) -> Result<Vec<f64>, ExprError> {
+        let width = self.exprs.len();
         let mut out = vec![0.0; rows * width];
+        let mut batch = Some(batch);
+        let mut built: Option<RecordBatch> = None;
         for (j, (name, kernel)) in self.exprs.iter().enumerate() {
             let fail = |source| ExprError::Evaluate {
                 feature: name.clone(),
                 source,
             };
-            match kernel {
+            let expr = match kernel {
                 Kernel::Native { node, fallback } => {
                     let native = (0..rows).try_for_each(|row| {
                         out[row * width + j] = node
-                            .eval(batch, row, &self.vocabulary)
+                            .eval(fields, row, &self.vocabulary)
                             .ok()
                             .and_then(Value::to_f64)
                             .ok_or(Decline)?;
                         Ok::<_, Decline>(())
                     });
-                    if native.is_err() {
-                        datafusion_column(fallback, batch, &mut out, j, width).map_err(fail)?;
+                    if native.is_ok() {
+                        continue;
                     }
+                    fallback
                 }
-                Kernel::Expr(expr) => {
-                    datafusion_column(expr, batch, &mut out, j, width).map_err(fail)?;
-                }
+                Kernel::Expr(expr) => expr,
+            };
+            if built.is_none()
+                && let Some(make) = batch.take()
+            {
+                built = Some(make().map_err(fail)?);
             }
+            let Some(batch) = &built else {
+                return Err(fail(DataFusionError::Internal("no request batch".into())));
+            };
+            datafusion_column(expr, batch, &mut out, j, width).map_err(fail)?;
         }
         Ok(out)
     }
+}
+
+/// The Arrow batch of row-major typed values, for the features DataFusion evaluates.
+fn batch_of(
+    schema: &SchemaRef,
+    values: &[Value<'_>],
+    rows: usize,
+) -> Result<RecordBatch, DataFusionError> {
+    use datafusion::arrow::array::{
+        ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
+    };
+    let width = schema.fields().len();
+    let mismatch = |field: &Field, value: &Value<'_>| {
+        DataFusionError::Internal(format!(
+            "request field {} is {} but was given {value:?}",
+            field.name(),
+            field.data_type()
+        ))
+    };
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(width);
+    for (i, field) in schema.fields().iter().enumerate() {
+        let column = (0..rows).map(|row| values[row * width + i]);
+        let array: ArrayRef = match field.data_type() {
+            DataType::Utf8 => {
+                let mut b = StringBuilder::with_capacity(rows, rows * 16);
+                for v in column {
+                    match v {
+                        Value::Str(s) => b.append_value(s),
+                        Value::Null => b.append_null(),
+                        other => return Err(mismatch(field, &other)),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Int64 => {
+                let mut b = Int64Builder::with_capacity(rows);
+                for v in column {
+                    match v {
+                        Value::I64(x) => b.append_value(x),
+                        Value::Null => b.append_null(),
+                        other => return Err(mismatch(field, &other)),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Float64 => {
+                let mut b = Float64Builder::with_capacity(rows);
+                for v in column {
+                    match v {
+                        Value::F64(x) => b.append_value(x),
+                        Value::Null => b.append_null(),
+                        other => return Err(mismatch(field, &other)),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            DataType::Boolean => {
+                let mut b = BooleanBuilder::with_capacity(rows);
+                for v in column {
+                    match v {
+                        Value::Bool(x) => b.append_value(x),
+                        Value::Null => b.append_null(),
+                        other => return Err(mismatch(field, &other)),
+                    }
+                }
+                Arc::new(b.finish())
+            }
+            other => {
+                return Err(DataFusionError::Internal(format!(
+                    "request field {} has type {other}",
+                    field.name()
+                )));
+            }
+        };
+        columns.push(array);
+    }
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
 }
 
 #[cfg(test)]

@@ -13,6 +13,6 @@ mod native;
 pub mod udf;
 
 pub use compile::{
-    CompiledFeatures, ExprError, REQUESTS_TABLE, arrow_type, field_type_of, parse_features,
+    CompiledFeatures, ExprError, REQUESTS_TABLE, Value, arrow_type, field_type_of, parse_features,
     request_schema, sql_config,
 };

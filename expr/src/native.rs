@@ -25,10 +25,12 @@ use rtb_features::FeatureVocabulary;
 
 use crate::udf;
 
-/// A value of one row. Types are fixed when the node is built; a mismatch at run time cannot
-/// happen, but is a decline rather than a guess if it does.
+/// A request field's value, or a value computed from it. A request field is of its Arrow type
+/// (`Str` for a string field, `I64` for an integer, `F64` for a float, `Bool`), or `Null`.
+/// Types are fixed when a feature is compiled; a mismatch at run time is a decline to
+/// DataFusion, never a guess.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Value<'a> {
+pub enum Value<'a> {
     Null,
     Bool(bool),
     I32(i32),
@@ -48,6 +50,44 @@ impl Value<'_> {
             Value::F64(f) => f,
             Value::Str(_) => return None,
         })
+    }
+}
+
+/// Where a row's request fields are read: a batch's columns, or typed values row by row.
+pub(crate) trait Fields<'a> {
+    /// Field `field` of `row`, which is of type `ty`.
+    fn get(&self, row: usize, field: usize, ty: Ty) -> Value<'a>;
+}
+
+impl<'a> Fields<'a> for &'a RecordBatch {
+    fn get(&self, row: usize, field: usize, ty: Ty) -> Value<'a> {
+        let array = self.column(field);
+        if array.is_null(row) {
+            return Value::Null;
+        }
+        match ty {
+            Ty::Bool => Value::Bool(array.as_boolean().value(row)),
+            Ty::I32 => Value::I32(array.as_primitive::<Int32Type>().value(row)),
+            Ty::I64 => Value::I64(array.as_primitive::<Int64Type>().value(row)),
+            Ty::F64 => Value::F64(array.as_primitive::<Float64Type>().value(row)),
+            Ty::Str => Value::Str(array.as_string::<i32>().value(row)),
+            Ty::Null => Value::Null,
+        }
+    }
+}
+
+/// Row-major values, `width` to a row, each of its field's type.
+pub(crate) struct Rows<'v, 'a> {
+    pub values: &'v [Value<'a>],
+    pub width: usize,
+}
+
+impl<'a> Fields<'a> for Rows<'_, 'a> {
+    fn get(&self, row: usize, field: usize, _ty: Ty) -> Value<'a> {
+        self.values
+            .get(row * self.width + field)
+            .copied()
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -408,40 +448,27 @@ fn cast(value: Value<'_>, to: Ty) -> Result<Value<'_>, Decline> {
 }
 
 impl Node {
-    pub(crate) fn eval<'a>(
+    pub(crate) fn eval<'a, S: Fields<'a>>(
         &'a self,
-        batch: &'a RecordBatch,
+        fields: &S,
         row: usize,
         vocabulary: &FeatureVocabulary,
     ) -> Result<Value<'a>, Decline> {
-        let eval = |n: &'a Node| n.eval(batch, row, vocabulary);
+        let eval = |n: &'a Node| n.eval(fields, row, vocabulary);
+        let text = |field: usize| match fields.get(row, field, Ty::Str) {
+            Value::Str(s) => Ok(Some(s)),
+            Value::Null => Ok(None),
+            _ => Err(Decline),
+        };
         Ok(match self {
-            Node::Field(i, ty) => {
-                let array = batch.column(*i);
-                if array.is_null(row) {
-                    return Ok(Value::Null);
-                }
-                match ty {
-                    Ty::Bool => Value::Bool(array.as_boolean().value(row)),
-                    Ty::I32 => Value::I32(array.as_primitive::<Int32Type>().value(row)),
-                    Ty::I64 => Value::I64(array.as_primitive::<Int64Type>().value(row)),
-                    Ty::F64 => Value::F64(array.as_primitive::<Float64Type>().value(row)),
-                    Ty::Str => Value::Str(array.as_string::<i32>().value(row)),
-                    Ty::Null => Value::Null,
-                }
-            }
+            Node::Field(i, ty) => fields.get(row, *i, *ty),
             Node::Literal(lit) => lit.value(),
             Node::Encode { field, column } => {
                 let (_, indexer) = vocabulary.column_at(*column).ok_or(Decline)?;
-                let values = batch.column(*field).as_string::<i32>();
-                let value = values.is_valid(row).then(|| values.value(row));
-                Value::I32(i32::try_from(indexer.index(value)).unwrap_or(i32::MAX))
+                let index = indexer.index(text(*field)?);
+                Value::I32(i32::try_from(index).unwrap_or(i32::MAX))
             }
-            Node::DeviceType(field) => {
-                let values = batch.column(*field).as_string::<i32>();
-                let value = values.is_valid(row).then(|| values.value(row));
-                Value::I32(udf::cached_device_type(value))
-            }
+            Node::DeviceType(field) => Value::I32(udf::cached_device_type(text(*field)?)),
             Node::Arith(op, l, r) => arith(*op, eval(l)?, eval(r)?)?,
             Node::Cmp(op, l, r) => {
                 let (l, r) = (eval(l)?, eval(r)?);
@@ -752,6 +779,24 @@ pub(crate) mod tests {
         RecordBatch::try_new(Arc::clone(compiled.schema()), columns).expect("batch")
     }
 
+    fn values(rows: &[Row]) -> Vec<Value<'static>> {
+        let or_null = |v: Option<Value<'static>>| v.unwrap_or(Value::Null);
+        rows.iter()
+            .flat_map(|r| {
+                [
+                    Value::Str("k"),
+                    or_null(r.0.map(Value::I64)),
+                    or_null(r.1.map(Value::I64)),
+                    or_null(r.2.map(Value::F64)),
+                    or_null(r.3.map(Value::F64)),
+                    or_null(r.4.map(Value::Str)),
+                    or_null(r.5.map(Value::Str)),
+                    or_null(r.6.map(Value::Bool)),
+                ]
+            })
+            .collect()
+    }
+
     /// Equal as model inputs: bit for bit (so -0 is not 0), any NaN equal to any NaN.
     fn same(a: &[f64], b: &[f64]) -> bool {
         a.len() == b.len()
@@ -786,6 +831,15 @@ pub(crate) mod tests {
             check(&batch)?;
             for row in 0..batch.num_rows() {
                 check(&batch.slice(row, 1))?;
+            }
+            // the scorer's path: typed values, no batch unless DataFusion needs one
+            let values = values(&rows);
+            let ours = compiled.evaluate_values(&values).map_err(|e| e.to_string());
+            let theirs = compiled.evaluate_by_datafusion(&batch).map_err(|e| e.to_string());
+            match (&ours, &theirs) {
+                (Ok(a), Ok(b)) => prop_assert!(same(a, b), "{expr}: {a:?} != {b:?}"),
+                (Err(a), Err(b)) => prop_assert_eq!(a, b),
+                _ => prop_assert!(false, "{expr}: {ours:?} against {theirs:?}"),
             }
         }
     }

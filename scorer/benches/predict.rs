@@ -16,6 +16,7 @@ use std::time::Instant;
 use rtb_features::{FeatureVocabulary, StringIndexer};
 use rtb_model::{Ensemble, ModelManifest, sha256_hex};
 use rtb_scorer::LoadedModel;
+use rtb_scorer::decode::RequestRows;
 
 struct Lcg(u64);
 
@@ -186,24 +187,24 @@ fn published(store: &str) -> (LoadedModel, Vec<Vec<u8>>) {
 /// Decoding, feature computation and prediction of `model` over `bodies`, one call at a time
 /// and in batches of 100.
 fn measure(label: &str, model: &LoadedModel, bodies: &[Vec<u8>]) {
-    let decode = |body: &[u8]| {
+    fn decode<'m, 'b>(model: &'m LoadedModel, body: &'b [u8]) -> Option<RequestRows<'m, 'b>> {
         let mut rows = model.rows(1);
         rtb_scorer::decode::score_request(body, &mut rows).ok()?;
-        rows.finish().ok()
-    };
-    let batches: Vec<_> = bodies.iter().filter_map(|b| decode(b)).collect();
+        Some(rows)
+    }
+    let decoded: Vec<_> = bodies.iter().filter_map(|b| decode(model, b)).collect();
     let width = model.features.len();
-    let features: Vec<f64> = batches
+    let features: Vec<f64> = decoded
         .iter()
-        .flat_map(|b| model.features(b).unwrap_or_default())
+        .flat_map(|r| model.features(r).unwrap_or_default())
         .collect();
     let rows: Vec<&[f64]> = features.chunks(width).collect();
     let predict = time_per_row(&rows, |row| model.ensemble.predict(row));
-    let encode_predict = time_per_row(&batches, |b| {
-        model.score(b).map_or(0.0, |s| s.likelihoods[0])
+    let encode_predict = time_per_row(&decoded, |r| {
+        model.score(r).map_or(0.0, |s| s.likelihoods[0])
     });
     let decode_encode_predict = time_per_row(bodies, |b| {
-        decode(b)
+        decode(model, b)
             .and_then(|rows| model.score(&rows).ok())
             .map_or(0.0, |s| s.likelihoods[0])
     });
@@ -225,8 +226,7 @@ fn measure(label: &str, model: &LoadedModel, bodies: &[Vec<u8>]) {
         let mut rows = model.rows(100);
         rtb_scorer::decode::batch_request(b, 100, &mut rows)
             .ok()
-            .and_then(|()| rows.finish().ok())
-            .and_then(|rows| model.score(&rows).ok())
+            .and_then(|()| model.score(&rows).ok())
             .map_or(0.0, |s| s.likelihoods.iter().sum())
     }) / 100.0;
     println!(

@@ -177,7 +177,7 @@ async fn score(req: HttpRequest, payload: web::Payload, state: State) -> HttpRes
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
         let mut rows = model.rows(1);
         decode::score_request(&body, &mut rows)?;
-        let scored = model.score(&rows.finish()?)?;
+        let scored = model.score(&rows)?;
         let body = to_json(&ScoreAnswer {
             bid_id: &rows.keys()[0],
             likelihood: scored.likelihoods[0],
@@ -230,7 +230,7 @@ async fn score_batch(req: HttpRequest, payload: web::Payload, state: State) -> H
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
         let mut rows = model.rows(16);
         decode::batch_request(&body, state.limits.max_batch, &mut rows)?;
-        let scored = model.score(&rows.finish()?)?;
+        let scored = model.score(&rows)?;
         let results = items(model, rows.keys(), &scored, explain(&req));
         let n = results.len();
         let body = to_json(&BatchScored {
@@ -303,7 +303,7 @@ async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) ->
         for imp in 0..request.imps() {
             rows.push_openrtb(&request, imp, &model.openrtb, &context)?;
         }
-        let scored = model.score(&rows.finish()?)?;
+        let scored = model.score(&rows)?;
         let explain = explain(&req);
         let imp = request
             .imp_ids

@@ -5,7 +5,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::array::RecordBatch;
 use rtb_expr::CompiledFeatures;
 use rtb_features::FeatureVocabulary;
 use rtb_features::openrtb::Source;
@@ -132,19 +131,19 @@ impl LoadedModel {
     }
 
     /// The model's input rows for `rows`, computed by the contract's expressions.
-    pub fn features(&self, rows: &RecordBatch) -> Result<Vec<f64>, DecodeError> {
+    pub fn features(&self, rows: &RequestRows<'_, '_>) -> Result<Vec<f64>, DecodeError> {
         self.features
-            .evaluate(rows)
+            .evaluate_values(&rows.values())
             .map_err(|e| DecodeError::new(crate::metrics::ErrorKind::InvalidValue, e.to_string()))
     }
 
     /// The likelihood to bid for each row of `rows`.
-    pub fn score(&self, rows: &RecordBatch) -> Result<Scored, DecodeError> {
+    pub fn score(&self, rows: &RequestRows<'_, '_>) -> Result<Scored, DecodeError> {
         let features = self.features(rows)?;
         let width = self.features.len();
         let likelihoods = features
             .chunks(width.max(1))
-            .take(rows.num_rows())
+            .take(rows.len())
             .map(|row| self.ensemble.predict(row))
             .collect();
         Ok(Scored {
@@ -155,7 +154,7 @@ impl LoadedModel {
     }
 
     /// A builder for request rows of this model's contract.
-    pub fn rows(&self, capacity: usize) -> RequestRows<'_> {
+    pub fn rows<'b>(&self, capacity: usize) -> RequestRows<'_, 'b> {
         RequestRows::new(&self.layout, capacity)
     }
 
@@ -232,7 +231,7 @@ impl LoadedModel {
         }
         let vocabulary = Arc::new(vocabulary);
         let features = CompiledFeatures::compile(contract, Arc::clone(&vocabulary))?;
-        let layout = RequestLayout::new(contract, features.schema());
+        let layout = RequestLayout::new(contract);
         let openrtb = contract
             .request
             .iter()
@@ -282,9 +281,7 @@ impl LoadedModel {
         };
         let body = serde_json::Value::Object(request).to_string();
         rows.push_json(body.as_bytes()).map_err(failed)?;
-        let scored = self
-            .score(&rows.finish().map_err(failed)?)
-            .map_err(failed)?;
+        let scored = self.score(&rows).map_err(failed)?;
         Ok(scored.likelihoods.first().copied().unwrap_or(f64::NAN))
     }
 }

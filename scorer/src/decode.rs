@@ -7,17 +7,12 @@
 //! decimal text, as exchanges send ids both ways); an integer field takes whole numbers only.
 //! Unknown fields are ignored. The contract's key field must be present: it names the answer.
 
-use std::sync::Arc;
-
-use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
-};
-use datafusion::arrow::datatypes::SchemaRef;
-use rtb_features::openrtb::{Context, Source};
-use rtb_features::{FeatureContract, FieldType, OpenRtbRequest};
 use std::borrow::Cow;
 use std::collections::HashMap;
 
+use rtb_expr::Value as FieldValue;
+use rtb_features::openrtb::{Context, Source};
+use rtb_features::{FeatureContract, FieldType, OpenRtbRequest};
 use serde::Deserialize;
 use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -174,54 +169,40 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
     }
 }
 
-enum Column {
-    String(StringBuilder),
-    Integer(Int64Builder),
-    Float(Float64Builder),
-    Boolean(BooleanBuilder),
-}
-
-impl Column {
-    fn new(field_type: FieldType, capacity: usize) -> Column {
-        match field_type {
-            FieldType::String => {
-                Column::String(StringBuilder::with_capacity(capacity, capacity * 16))
-            }
-            FieldType::Integer => Column::Integer(Int64Builder::with_capacity(capacity)),
-            FieldType::Float => Column::Float(Float64Builder::with_capacity(capacity)),
-            FieldType::Boolean => Column::Boolean(BooleanBuilder::with_capacity(capacity)),
-        }
-    }
-
-    fn null(&mut self) {
+impl<'de> Scalar<'de> {
+    fn into_owned(self) -> Scalar<'static> {
         match self {
-            Column::String(b) => b.append_null(),
-            Column::Integer(b) => b.append_null(),
-            Column::Float(b) => b.append_null(),
-            Column::Boolean(b) => b.append_null(),
+            Scalar::Str(s) => Scalar::Str(Cow::Owned(s.into_owned())),
+            Scalar::Null => Scalar::Null,
+            Scalar::Int(i) => Scalar::Int(i),
+            Scalar::UInt(u) => Scalar::UInt(u),
+            Scalar::Float(f) => Scalar::Float(f),
+            Scalar::Bool(b) => Scalar::Bool(b),
+            Scalar::Other(v) => Scalar::Other(v),
         }
     }
 
-    /// Appends `value`; `lenient` also reads numbers written as strings (OpenRTB).
-    fn push(&mut self, name: &str, value: &Scalar<'_>, lenient: bool) -> Result<(), DecodeError> {
-        let wrong = |expected: &str| {
+    /// The value a field of `field_type` holds; `lenient` also reads numbers written as
+    /// strings (OpenRTB).
+    fn typed(self, name: &str, field_type: FieldType, lenient: bool) -> Result<Self, DecodeError> {
+        let wrong = |value: &Scalar<'_>, expected: &str| {
             DecodeError::new(
                 ErrorKind::WrongType,
                 format!("{name} is {}; it must be {expected} or null", value.shown()),
             )
         };
-        match (self, value) {
-            (column, Scalar::Null) => column.null(),
-            (Column::String(b), Scalar::Str(s)) => b.append_value(s),
-            (Column::String(b), number @ (Scalar::Int(_) | Scalar::UInt(_) | Scalar::Float(_))) => {
+        Ok(match (field_type, self) {
+            (_, Scalar::Null) => Scalar::Null,
+            (FieldType::String, s @ Scalar::Str(_)) => s,
+            (FieldType::String, number @ (Scalar::Int(_) | Scalar::UInt(_) | Scalar::Float(_))) => {
                 match number.number_text() {
-                    Some(text) => b.append_value(text),
-                    None => return Err(wrong("a string")),
+                    Some(text) => Scalar::Str(Cow::Owned(text)),
+                    None => return Err(wrong(&number, "a string")),
                 }
             }
-            (Column::String(_), _) => return Err(wrong("a string")),
-            (Column::Integer(b), Scalar::Int(i)) => b.append_value(*i),
-            (Column::Integer(_), number @ (Scalar::UInt(_) | Scalar::Float(_))) => {
+            (FieldType::String, other) => return Err(wrong(&other, "a string")),
+            (FieldType::Integer, i @ Scalar::Int(_)) => i,
+            (FieldType::Integer, number @ (Scalar::UInt(_) | Scalar::Float(_))) => {
                 return Err(DecodeError::new(
                     ErrorKind::InvalidValue,
                     format!(
@@ -230,31 +211,33 @@ impl Column {
                     ),
                 ));
             }
-            (Column::Integer(b), Scalar::Str(s)) if lenient => match s.trim().parse::<i64>() {
-                Ok(i) => b.append_value(i),
-                Err(_) => return Err(wrong("a whole number")),
+            (FieldType::Integer, Scalar::Str(s)) if lenient => match s.trim().parse::<i64>() {
+                Ok(i) => Scalar::Int(i),
+                Err(_) => return Err(wrong(&Scalar::Str(s), "a whole number")),
             },
-            (Column::Integer(_), _) => return Err(wrong("a whole number")),
-            (Column::Float(b), Scalar::Int(i)) => b.append_value(*i as f64),
-            (Column::Float(b), Scalar::UInt(u)) => b.append_value(*u as f64),
-            (Column::Float(b), Scalar::Float(f)) => b.append_value(*f),
-            (Column::Float(b), Scalar::Str(s)) if lenient => match s.trim().parse::<f64>() {
-                Ok(f) => b.append_value(f),
-                Err(_) => return Err(wrong("a number")),
+            (FieldType::Integer, other) => return Err(wrong(&other, "a whole number")),
+            (FieldType::Float, Scalar::Int(i)) => Scalar::Float(i as f64),
+            (FieldType::Float, Scalar::UInt(u)) => Scalar::Float(u as f64),
+            (FieldType::Float, f @ Scalar::Float(_)) => f,
+            (FieldType::Float, Scalar::Str(s)) if lenient => match s.trim().parse::<f64>() {
+                Ok(f) => Scalar::Float(f),
+                Err(_) => return Err(wrong(&Scalar::Str(s), "a number")),
             },
-            (Column::Float(_), _) => return Err(wrong("a number")),
-            (Column::Boolean(b), Scalar::Bool(v)) => b.append_value(*v),
-            (Column::Boolean(_), _) => return Err(wrong("true or false")),
-        }
-        Ok(())
+            (FieldType::Float, other) => return Err(wrong(&other, "a number")),
+            (FieldType::Boolean, b @ Scalar::Bool(_)) => b,
+            (FieldType::Boolean, other) => return Err(wrong(&other, "true or false")),
+        })
     }
 
-    fn finish(&mut self) -> ArrayRef {
+    /// A typed field's value as the feature evaluator reads it.
+    fn value(&self) -> FieldValue<'_> {
         match self {
-            Column::String(b) => Arc::new(b.finish()),
-            Column::Integer(b) => Arc::new(b.finish()),
-            Column::Float(b) => Arc::new(b.finish()),
-            Column::Boolean(b) => Arc::new(b.finish()),
+            Scalar::Str(s) => FieldValue::Str(s),
+            Scalar::Int(i) => FieldValue::I64(*i),
+            Scalar::Float(f) => FieldValue::F64(*f),
+            Scalar::Bool(b) => FieldValue::Bool(*b),
+            // not left by `typed`
+            Scalar::Null | Scalar::UInt(_) | Scalar::Other(_) => FieldValue::Null,
         }
     }
 }
@@ -263,7 +246,6 @@ impl Column {
 /// field's type and a name lookup, so a body is read in one pass with no per-field allocation.
 #[derive(Debug)]
 pub struct RequestLayout {
-    schema: SchemaRef,
     key: String,
     fields: Vec<(String, FieldType)>,
     /// Request field name to its slot; the key has a slot of its own after the fields when it
@@ -273,7 +255,7 @@ pub struct RequestLayout {
 }
 
 impl RequestLayout {
-    pub fn new(contract: &FeatureContract, schema: &SchemaRef) -> Self {
+    pub fn new(contract: &FeatureContract) -> Self {
         let fields: Vec<(String, FieldType)> = contract
             .request
             .iter()
@@ -286,7 +268,6 @@ impl RequestLayout {
         let next = fields.len();
         let key_slot = *slots.entry(contract.key.clone()).or_insert(next);
         RequestLayout {
-            schema: Arc::clone(schema),
             key: contract.key.clone(),
             fields,
             slots,
@@ -356,22 +337,19 @@ impl<'de> Visitor<'de> for SlotOf<'_> {
     }
 }
 
-/// Request rows being decoded for one model's contract.
-pub struct RequestRows<'a> {
+/// Request rows decoded for one model's contract: each field's typed value, row by row,
+/// borrowed from the body (`'b`) where it can be.
+pub struct RequestRows<'a, 'b> {
     layout: &'a RequestLayout,
-    columns: Vec<Column>,
+    cells: Vec<Scalar<'b>>,
     keys: Vec<String>,
 }
 
-impl<'a> RequestRows<'a> {
+impl<'a, 'b> RequestRows<'a, 'b> {
     pub fn new(layout: &'a RequestLayout, capacity: usize) -> Self {
         RequestRows {
             layout,
-            columns: layout
-                .fields
-                .iter()
-                .map(|(_, t)| Column::new(*t, capacity))
-                .collect(),
+            cells: Vec::with_capacity(capacity * layout.fields.len()),
             keys: Vec::with_capacity(capacity),
         }
     }
@@ -381,8 +359,21 @@ impl<'a> RequestRows<'a> {
         &self.keys
     }
 
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Every row's fields, row-major, as the feature evaluator reads them.
+    pub fn values(&self) -> Vec<FieldValue<'_>> {
+        self.cells.iter().map(Scalar::value).collect()
+    }
+
     /// One json request object (the body of a single call, or one element of a batch).
-    pub fn push_json(&mut self, body: &[u8]) -> Result<(), DecodeError> {
+    pub fn push_json(&mut self, body: &'b [u8]) -> Result<(), DecodeError> {
         let mut de = serde_json::Deserializer::from_slice(body);
         let slots = Slots(self.layout)
             .deserialize(&mut de)
@@ -391,7 +382,7 @@ impl<'a> RequestRows<'a> {
         self.push_slots(slots)
     }
 
-    fn push_slots(&mut self, mut slots: Vec<Option<Scalar<'_>>>) -> Result<(), DecodeError> {
+    fn push_slots(&mut self, mut slots: Vec<Option<Scalar<'b>>>) -> Result<(), DecodeError> {
         let layout = self.layout;
         let key_name = &layout.key;
         let key = match &slots[layout.key_slot] {
@@ -412,14 +403,18 @@ impl<'a> RequestRows<'a> {
                 ));
             }
         };
-        // a failure leaves the columns ragged: the caller drops the rows, as every error
-        // refuses the whole call
-        for (((name, _), column), slot) in
-            layout.fields.iter().zip(&mut self.columns).zip(&mut slots)
-        {
-            match slot.take() {
-                Some(value) => column.push(name, &value, false)?,
-                None => column.null(),
+        let start = self.cells.len();
+        for ((name, field_type), slot) in layout.fields.iter().zip(&mut slots) {
+            let value = match slot.take() {
+                Some(value) => value.typed(name, *field_type, false),
+                None => Ok(Scalar::Null),
+            };
+            match value {
+                Ok(value) => self.cells.push(value),
+                Err(err) => {
+                    self.cells.truncate(start);
+                    return Err(err);
+                }
             }
         }
         self.keys.push(key);
@@ -435,32 +430,33 @@ impl<'a> RequestRows<'a> {
         context: &Context<'_>,
     ) -> Result<(), DecodeError> {
         let key = request.imp_key(imp).unwrap_or_default();
-        let fields = &self.layout.fields;
-        for (((name, _), column), source) in fields.iter().zip(&mut self.columns).zip(sources) {
-            match source.as_ref().and_then(|s| request.value(s, imp, context)) {
-                Some(value) => column
-                    .push(name, &Scalar::from_value(&value), true)
-                    .map_err(|e| e.at(&format!("imp[{imp}] field {name}")))?,
-                None => column.null(),
+        let start = self.cells.len();
+        for ((name, field_type), source) in self.layout.fields.iter().zip(sources) {
+            let value = match source.as_ref().and_then(|s| request.value(s, imp, context)) {
+                Some(value) => Scalar::from_value(&value)
+                    .into_owned()
+                    .typed(name, *field_type, true)
+                    .map_err(|e| e.at(&format!("imp[{imp}] field {name}"))),
+                None => Ok(Scalar::Null),
+            };
+            match value {
+                Ok(value) => self.cells.push(value),
+                Err(err) => {
+                    self.cells.truncate(start);
+                    return Err(err);
+                }
             }
         }
         self.keys.push(key);
         Ok(())
     }
-
-    pub fn finish(&mut self) -> Result<RecordBatch, DecodeError> {
-        let columns = self.columns.iter_mut().map(Column::finish).collect();
-        RecordBatch::try_new(Arc::clone(&self.layout.schema), columns).map_err(|e| {
-            DecodeError::new(
-                ErrorKind::Internal,
-                format!("cannot assemble the request rows: {e}"),
-            )
-        })
-    }
 }
 
 /// One request: a json object of the contract's request fields.
-pub fn score_request(body: &[u8], rows: &mut RequestRows<'_>) -> Result<(), DecodeError> {
+pub fn score_request<'b>(
+    body: &'b [u8],
+    rows: &mut RequestRows<'_, 'b>,
+) -> Result<(), DecodeError> {
     rows.push_json(body)
 }
 
@@ -471,12 +467,12 @@ struct Batch<'a> {
 }
 
 /// `{"requests": [...]}` with at most `max` requests; an error names the request it is in.
-pub fn batch_request(
-    body: &[u8],
+pub fn batch_request<'b>(
+    body: &'b [u8],
     max: usize,
-    rows: &mut RequestRows<'_>,
+    rows: &mut RequestRows<'_, 'b>,
 ) -> Result<(), DecodeError> {
-    let batch: Batch<'_> = serde_json::from_slice(body).map_err(|e| from_json_error(&e, body))?;
+    let batch: Batch<'b> = serde_json::from_slice(body).map_err(|e| from_json_error(&e, body))?;
     if batch.requests.len() > max {
         return Err(DecodeError::new(
             ErrorKind::BatchTooLarge,
@@ -552,35 +548,48 @@ mod tests {
         }
     }
 
-    fn rows() -> RequestRows<'static> {
+    fn rows<'b>() -> RequestRows<'static, 'b> {
         static LAYOUT: std::sync::OnceLock<RequestLayout> = std::sync::OnceLock::new();
-        let layout = LAYOUT.get_or_init(|| {
-            let c = contract();
-            RequestLayout::new(&c, &rtb_expr::request_schema(&c))
-        });
+        let layout = LAYOUT.get_or_init(|| RequestLayout::new(&contract()));
         RequestRows::new(layout, 4)
     }
 
-    fn decode(body: &str) -> Result<RecordBatch, DecodeError> {
+    /// The typed values of one request, in the contract's field order.
+    fn decode(body: &str) -> Result<Vec<String>, DecodeError> {
         let mut rows = rows();
         score_request(body.as_bytes(), &mut rows)?;
-        rows.finish()
+        assert_eq!(rows.len(), 1);
+        Ok(rows.values().iter().map(|v| format!("{v:?}")).collect())
     }
 
     #[test]
     fn fields_are_typed_by_the_contract() {
-        let batch = decode(GOOD).expect("decodes");
-        assert_eq!(batch.num_rows(), 1);
-        assert_eq!(batch.num_columns(), 7);
-        assert!(batch.column(6).is_null(0), "a missing field is null");
-        let batch = decode(r#"{"bidId":7,"regionId":344,"hour":null}"#).expect("numbers as ids");
-        let region = batch
-            .column(3)
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::StringArray>()
-            .expect("text");
-        assert_eq!(region.value(0), "344");
-        assert!(batch.column(2).is_null(0));
+        let values = decode(GOOD).expect("decodes");
+        assert_eq!(
+            values,
+            [
+                "Str(\"b1\")",
+                "I64(2)",
+                "I64(13)",
+                "Str(\"1\")",
+                "Str(\"Mozilla/5.0\")",
+                "F64(1.5)",
+                "Null"
+            ],
+            "typed by the contract; unknown fields ignored; a missing field is null"
+        );
+        let values = decode(r#"{"bidId":7,"regionId":344,"hour":null,"floor":2,"hour":5}"#)
+            .expect("numbers as ids");
+        assert_eq!(values[0], "Str(\"7\")");
+        assert_eq!(values[3], "Str(\"344\")");
+        assert_eq!(
+            values[2], "I64(5)",
+            "the last of a repeated field, as serde_json's maps"
+        );
+        assert_eq!(values[5], "F64(2.0)");
+        let values = decode(r#"{"bidId":"a\"b","userAgent":"x\u00e9"}"#).expect("escapes");
+        assert_eq!(values[0], "Str(\"a\\\"b\")");
+        assert_eq!(values[4], "Str(\"xé\")");
     }
 
     #[test]
@@ -607,7 +616,7 @@ mod tests {
         let body = format!("{{\"requests\":[{GOOD},{GOOD}]}}");
         let mut r = rows();
         batch_request(body.as_bytes(), 2, &mut r).expect("two");
-        assert_eq!(r.finish().expect("batch").num_rows(), 2);
+        assert_eq!(r.len(), 2);
         assert_eq!(r.keys(), ["b1", "b1"]);
         let err = batch_request(body.as_bytes(), 1, &mut rows()).expect_err("over");
         assert_eq!(err.kind, ErrorKind::BatchTooLarge);
@@ -661,7 +670,7 @@ mod tests {
             let body = serde_json::to_vec(&body).expect("json");
             let mut r = rows();
             match score_request(&body, &mut r) {
-                Ok(()) => prop_assert_eq!(r.finish().expect("batch").num_rows(), 1),
+                Ok(()) => prop_assert_eq!(r.len(), 1),
                 Err(err) => prop_assert!(
                     matches!(err.kind, ErrorKind::InvalidValue),
                     "{:?}", err

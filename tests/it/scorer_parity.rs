@@ -198,9 +198,7 @@ async fn parity(dir: &Path, raw: &Path, name: &str, job: Option<String>) {
                 panic!("{name}: scorer refuses an etl request ({e:?}): {line}")
             });
             let key = decoded.keys()[0].clone();
-            let scored = model
-                .score(&decoded.finish().expect("rows"))
-                .expect("scores");
+            let scored = model.score(&decoded).expect("scores");
             let candidates = by_id
                 .get_mut(key.as_str())
                 .unwrap_or_else(|| panic!("{name}: no encoded row for {key}"));

@@ -165,10 +165,7 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
     );
     let mut rows = served.rows(1);
     rtb_scorer::decode::score_request(br#"{"bidId":"b","hour":7}"#, &mut rows).expect("decodes");
-    let likelihood = served
-        .score(&rows)
-        .expect("scores")
-        .likelihoods[0];
+    let likelihood = served.score(&rows).expect("scores").likelihoods[0];
     assert!((0.0..=1.0).contains(&likelihood), "{likelihood}");
 
     // by location (the ETL output folder: its latest.json names the run), with overrides

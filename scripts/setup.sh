@@ -41,6 +41,13 @@ if ! command -v moto_server >/dev/null 2>&1; then
   hash -r
 fi
 
+# Python woothee 1.10.1 (the original kit's user-agent classifier) is what the device-type
+# parity test compares ours with
+if ! python3 -c 'import woothee, sys; sys.exit(woothee.__version__ != "1.10.1")' 2>/dev/null; then
+  say "installing woothee 1.10.1 (the original's device-type classifier, for the parity test)"
+  python3 -m pip install -q 'woothee==1.10.1'
+fi
+
 # s3s-fs is the S3-compatible server the S3 tests start on loopback
 if ! command -v s3s-fs >/dev/null 2>&1; then
   say "installing s3s-fs 0.14.1 (S3-compatible test server; a few minutes on a cold machine)"

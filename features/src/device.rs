@@ -67,15 +67,43 @@ fn parser() -> &'static woothee::parser::Parser {
     PARSER.get_or_init(woothee::parser::Parser::new)
 }
 
-/// Classifies a user agent; `None` (a missing agent) is [`DeviceType::Unknown`].
+/// The token of the one Google rule the `woothee` crate (0.13) has and Python woothee 1.10.1
+/// does not: Python reads such an agent as the browser and OS it names.
+const ADSBOT_MOBILE: &str = "compatible; AdsBot-Google-Mobile;";
+
+/// Classifies a user agent as Python woothee 1.10.1 does (the original kit's classifier; see
+/// docs/woothee-differences.md for where the `woothee` crate differs and how this corrects it);
+/// `None` (a missing agent) is [`DeviceType::Unknown`].
 pub fn device_type(user_agent: Option<&str>) -> DeviceType {
     let Some(ua) = user_agent else {
         return DeviceType::Unknown;
     };
-    match parser().parse(ua.trim()) {
-        Some(result) => DeviceType::from_category(result.category),
+    let ua = ua.trim();
+    let classify = |ua: &str| {
+        parser()
+            .parse(ua)
+            .map(|r| DeviceType::from_category(r.category))
+    };
+    let device = if ua.contains(ADSBOT_MOBILE) {
+        // the rest of the agent as Python sees it: the token without "Google", which is what
+        // the crate's other rules and Python's all key on
+        classify(&ua.replace(ADSBOT_MOBILE, "compatible; AdsBot-G-Mobile;"))
+    } else {
+        classify(ua)
+    };
+    match device {
+        Some(DeviceType::Unknown) | None if windows_of_unknown_version(ua) => DeviceType::Pc,
+        Some(device) => device,
         None => DeviceType::Unknown,
     }
+}
+
+/// Python woothee places any agent naming Windows (not an Xbox) as a pc, of version
+/// "UNKNOWN" when the version is not one it knows (`Windows NT 5.2`, `Windows XP`,
+/// `Windows 9x 4.90`, `Windows NT`); the crate gives up on those and leaves the agent unknown.
+/// Python reaches that rule for every agent the crate leaves unknown.
+fn windows_of_unknown_version(ua: &str) -> bool {
+    ua.contains("Windows") && !ua.contains("Xbox")
 }
 
 #[cfg(test)]
@@ -97,6 +125,33 @@ mod tests {
         assert_eq!(device_type(Some("")), DeviceType::Unknown);
         assert_eq!(device_type(Some("-")), DeviceType::Unknown);
         assert_eq!(device_type(Some("null")), DeviceType::Unknown);
+    }
+
+    #[test]
+    fn windows_of_versions_woothee_does_not_know_are_pcs() {
+        for ua in [
+            "Mozilla/4.0 (compatible; MSIE 8.0; Windows NT 5.2; Trident/4.0)",
+            "Mozilla/4.0 (compatible; MSIE 6.0; Windows XP)",
+            "Mozilla/4.0 (compatible; MSIE 6.0; Windows 9x 4.90)",
+        ] {
+            assert_eq!(device_type(Some(ua)), DeviceType::Pc, "{ua}");
+        }
+        assert_eq!(
+            device_type(Some(
+                "Mozilla/5.0 (Windows Phone 8.0; Trident/6.0; IEMobile/10.0; ARM; Touch; NOKIA; Lumia 920)"
+            )),
+            DeviceType::Smartphone
+        );
+    }
+
+    #[test]
+    fn adsbot_mobile_is_the_browser_it_names() {
+        let ua = "Mozilla/5.0 (Linux; Android 5.0; SM-G920A) AppleWebKit (KHTML, like Gecko) Chrome Mobile Safari (compatible; AdsBot-Google-Mobile; +http://www.google.com/mobile/adsbot.html)";
+        assert_eq!(device_type(Some(ua)), DeviceType::Smartphone);
+        assert_eq!(
+            device_type(Some("AdsBot-Google (+http://www.google.com/adsbot.html)")),
+            DeviceType::Crawler
+        );
     }
 
     #[test]

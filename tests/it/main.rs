@@ -10,3 +10,4 @@ mod scorer_service;
 mod scorer_support;
 mod support;
 mod trainer;
+mod woothee_parity;

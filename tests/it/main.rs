@@ -4,6 +4,7 @@ mod adserver_sim;
 mod cluster;
 mod etl_generated;
 mod etl_golden;
+mod etl_odd_lines;
 mod s3_roundtrip;
 mod scorer_parity;
 mod scorer_service;

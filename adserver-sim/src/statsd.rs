@@ -1,6 +1,6 @@
 //! StatsD metrics under the names the original's CloudWatch dashboard reads: prefix
-//! `adserver_client`, timer `adserver_latency_ms` (one per call, whole milliseconds as the
-//! original's), gauge `likelihood_to_bid` (one per likelihood received), and the counter
+//! `adserver_client`, timer `adserver_latency_ms` (one per call, in fractional milliseconds:
+//! the original's whole ones read 0 for a sub-millisecond scorer), gauge `likelihood_to_bid` (one per likelihood received), and the counter
 //! `adserver_errors` (one per failed call). Every call is sent, warm-up included: the dashboard
 //! is a live view, the summary is the measurement.
 //!
@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use cadence::prelude::*;
 use cadence::{BufferedUdpMetricSink, MetricSink, QueuingMetricSink, SinkStats, StatsdClient};
+use rtb_cli::statsd::Millis;
 
 use crate::error::{Result, SimError};
 
@@ -82,8 +83,7 @@ impl Statsd {
     /// gauge (the mean, for a batch).
     pub fn scored(&self, latency: Duration, likelihoods: &[f64]) {
         if let Some(client) = &self.client {
-            let ms = u64::try_from(latency.as_millis()).unwrap_or(u64::MAX);
-            let _ = client.time(LATENCY, ms);
+            let _ = client.time(LATENCY, Millis::of(latency));
             if !likelihoods.is_empty() {
                 let mean = likelihoods.iter().sum::<f64>() / likelihoods.len() as f64;
                 let _ = client.gauge(LIKELIHOOD, mean);
@@ -139,11 +139,11 @@ mod tests {
             seen.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
         assert!(
-            seen.contains("adserver_client.adserver_latency_ms:2|ms"),
+            seen.contains("adserver_client.adserver_latency_ms:2.7|ms"),
             "{seen}"
         );
         assert!(
-            seen.contains("adserver_client.adserver_latency_ms:0|ms"),
+            seen.contains("adserver_client.adserver_latency_ms:0.9|ms"),
             "{seen}"
         );
         assert!(

@@ -6,6 +6,7 @@
 //! is unset; commands are built with `args_override_self`, so a later flag wins.
 
 pub mod health;
+pub mod statsd;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use cadence::prelude::*;
 use cadence::{BufferedUdpMetricSink, QueuingMetricSink, StatsdClient};
+use rtb_cli::statsd::Millis;
 use thiserror::Error;
 
 pub const PREFIX: &str = "filtering_server";
@@ -62,7 +63,7 @@ impl Statsd {
     pub fn scored(&self, rows: usize, elapsed: Duration) {
         if let Some(client) = &self.client {
             let _ = client.count(COUNT, i64::try_from(rows).unwrap_or(i64::MAX));
-            let _ = client.time(LATENCY, elapsed);
+            let _ = client.time(LATENCY, Millis::of(elapsed));
         }
     }
 
@@ -93,7 +94,7 @@ mod tests {
             .expect("timeout");
         let address = agent.local_addr().expect("addr").to_string();
         let statsd = Statsd::udp(&address).expect("client");
-        statsd.scored(3, Duration::from_millis(2));
+        statsd.scored(3, Duration::from_micros(2_051));
         statsd.failed();
         // the buffered sink writes when dropped (or full)
         drop(statsd);
@@ -108,7 +109,7 @@ mod tests {
             "{seen}"
         );
         assert!(
-            seen.contains("filtering_server.filtering_latency:2|ms"),
+            seen.contains("filtering_server.filtering_latency:2.051|ms"),
             "{seen}"
         );
         assert!(

@@ -566,6 +566,12 @@ fn statsd_gets_the_dashboard_names_and_errors_are_counted_by_kind() {
         16,
         "{metrics:?}"
     );
+    assert!(
+        metrics
+            .iter()
+            .any(|m| m.starts_with("adserver_client.adserver_latency_ms:") && m.contains('.')),
+        "latencies in fractional milliseconds: {metrics:?}"
+    );
     assert_eq!(count("adserver_client.likelihood_to_bid:0.25", "|g"), 16);
     assert_eq!(count("adserver_client.adserver_errors:1", "|c"), 4);
 }

@@ -102,10 +102,16 @@ fn flags_from_file(path: &Path, subcommand: &str) -> anyhow::Result<Vec<OsString
             continue;
         }
         let text = match value {
+            // our boolean flags are switches (`--start-unready`), which take no value: true is
+            // the switch, false its absence (every switch defaults to off)
+            toml::Value::Boolean(true) => {
+                flags.push(format!("--{flag}").into());
+                continue;
+            }
+            toml::Value::Boolean(false) => continue,
             toml::Value::String(s) => s.clone(),
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
-            toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Array(items) => items
                 .iter()
                 .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_owned))
@@ -219,6 +225,48 @@ mod tests {
             "the user's flag comes last and wins"
         );
         assert!(!merged.iter().any(|a| a.starts_with("--x")));
+    }
+
+    #[test]
+    fn booleans_in_the_file_are_switches() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(subcommand)]
+            command: Command,
+        }
+        #[derive(clap::Subcommand)]
+        enum Command {
+            Replay {
+                #[arg(long)]
+                run_forever: bool,
+                #[arg(long)]
+                open_loop: bool,
+            },
+        }
+        use clap::Parser;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("rtb.toml");
+        std::fs::write(
+            &path,
+            "[replay]
+run-forever = true
+open_loop = false
+",
+        )
+        .expect("write");
+        let path = path.to_string_lossy().into_owned();
+        let merged =
+            args_with_config_file(os(&["sim", "--config", &path, "replay"])).expect("merge");
+        let merged: Vec<OsString> = merged
+            .into_iter()
+            .filter(|a| a != "--config" && *a != OsString::from(&path))
+            .collect();
+        let Command::Replay {
+            run_forever,
+            open_loop,
+        } = Cli::try_parse_from(merged).expect("parses").command;
+        assert!(run_forever);
+        assert!(!open_loop);
     }
 
     #[test]

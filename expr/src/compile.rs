@@ -472,7 +472,7 @@ fn batch_of(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::collections::BTreeMap;
 
     use datafusion::arrow::array::{Int64Array, StringArray};
@@ -520,7 +520,7 @@ mod tests {
         }
     }
 
-    fn vocabulary() -> Arc<FeatureVocabulary> {
+    pub(crate) fn vocabulary() -> Arc<FeatureVocabulary> {
         Arc::new(FeatureVocabulary::new(vec![(
             "Domain".into(),
             StringIndexer::fit([Some("a"), Some("b"), Some("b")]),

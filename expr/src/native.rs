@@ -570,9 +570,10 @@ pub(crate) mod tests {
 
     use datafusion::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
     use proptest::prelude::*;
-    use rtb_features::{FeatureContract, FeatureDef, FieldType, RequestField, StringIndexer};
+    use rtb_features::{FeatureContract, FeatureDef, FieldType, RequestField};
 
     use crate::compile::CompiledFeatures;
+    use crate::compile::tests::vocabulary;
 
     use super::*;
 
@@ -607,13 +608,6 @@ pub(crate) mod tests {
             openrtb: BTreeMap::new(),
             time_zone: "UTC".into(),
         }
-    }
-
-    fn vocabulary() -> Arc<FeatureVocabulary> {
-        Arc::new(FeatureVocabulary::new(vec![(
-            "Domain".into(),
-            StringIndexer::fit([Some("a"), Some("b"), Some("b")]),
-        )]))
     }
 
     fn number() -> impl Strategy<Value = String> {

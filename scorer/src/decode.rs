@@ -78,17 +78,18 @@ enum Scalar<'de> {
 }
 
 impl Scalar<'_> {
-    fn from_value(value: &Value) -> Scalar<'_> {
+    /// An owned json value (an OpenRTB field's), moved rather than copied.
+    fn from_json(value: Value) -> Scalar<'static> {
         match value {
             Value::Null => Scalar::Null,
-            Value::String(s) => Scalar::Str(Cow::Borrowed(s)),
+            Value::String(s) => Scalar::Str(Cow::Owned(s)),
             Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
                 (Some(i), _, _) => Scalar::Int(i),
                 (None, Some(u), _) => Scalar::UInt(u),
                 (None, None, f) => Scalar::Float(f.unwrap_or(f64::NAN)),
             },
-            Value::Bool(b) => Scalar::Bool(*b),
-            other => Scalar::Other(other.clone()),
+            Value::Bool(b) => Scalar::Bool(b),
+            other => Scalar::Other(other),
         }
     }
 
@@ -170,18 +171,6 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
 }
 
 impl<'de> Scalar<'de> {
-    fn into_owned(self) -> Scalar<'static> {
-        match self {
-            Scalar::Str(s) => Scalar::Str(Cow::Owned(s.into_owned())),
-            Scalar::Null => Scalar::Null,
-            Scalar::Int(i) => Scalar::Int(i),
-            Scalar::UInt(u) => Scalar::UInt(u),
-            Scalar::Float(f) => Scalar::Float(f),
-            Scalar::Bool(b) => Scalar::Bool(b),
-            Scalar::Other(v) => Scalar::Other(v),
-        }
-    }
-
     /// The value a field of `field_type` holds; `lenient` also reads numbers written as
     /// strings (OpenRTB).
     fn typed(self, name: &str, field_type: FieldType, lenient: bool) -> Result<Self, DecodeError> {
@@ -433,8 +422,7 @@ impl<'a, 'b> RequestRows<'a, 'b> {
         let start = self.cells.len();
         for ((name, field_type), source) in self.layout.fields.iter().zip(sources) {
             let value = match source.as_ref().and_then(|s| request.value(s, imp, context)) {
-                Some(value) => Scalar::from_value(&value)
-                    .into_owned()
+                Some(value) => Scalar::from_json(value)
                     .typed(name, *field_type, true)
                     .map_err(|e| e.at(&format!("imp[{imp}] field {name}"))),
                 None => Ok(Scalar::Null),

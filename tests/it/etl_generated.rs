@@ -4,6 +4,8 @@
 use rtb_etl::generate::{CompressionArg, GenerateArgs, ImpLayoutArg};
 use rtb_etl::run::{RunArgs, run};
 
+use crate::support::run_args;
+
 fn generate_args(out: &str, compression: CompressionArg, imp_layout: ImpLayoutArg) -> GenerateArgs {
     GenerateArgs {
         out: out.into(),
@@ -33,20 +35,7 @@ async fn generated_days_keep_every_count() {
             .await
             .expect("generates");
         let out = dir.path().join("features").to_string_lossy().into_owned();
-        let args = RunArgs {
-            job: None,
-            input: raw.clone(),
-            bids: "bid.*".into(),
-            imps: "imp.*".into(),
-            out: out.clone(),
-            params: Vec::new(),
-            memory_limit: "256MiB".into(),
-            spill_dir: None,
-            shuffle_buffer: None,
-            partitions: Some(2),
-            cluster: None,
-            parameter_store: format!("{out}/params.json"),
-        };
+        let args = run_args(&raw, &out);
         let manifest = run(&args).await.expect("job runs").manifest;
         let rows = &manifest.rows;
         let malformed =
@@ -99,18 +88,8 @@ async fn missing_or_empty_input_is_named() {
     let raw = dir.path().join("raw");
     std::fs::create_dir_all(&raw).expect("mkdir");
     let args = |out: &str| RunArgs {
-        job: None,
-        input: raw.to_string_lossy().into_owned(),
-        bids: "bid.*".into(),
-        imps: "imp.*".into(),
-        out: out.into(),
-        params: Vec::new(),
-        memory_limit: "256MiB".into(),
-        spill_dir: None,
-        shuffle_buffer: None,
         partitions: Some(1),
-        cluster: None,
-        parameter_store: format!("{out}/params.json"),
+        ..run_args(&raw.to_string_lossy(), out)
     };
     let out = dir.path().join("out").to_string_lossy().into_owned();
     let err = format!(

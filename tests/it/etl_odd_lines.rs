@@ -5,7 +5,7 @@ use std::io::Write;
 
 use rtb_etl::run::{RunArgs, run};
 
-use crate::support::repo_root;
+use crate::support::{repo_root, run_args};
 
 /// A season-2/3 bid line (21 columns) with the fields the jobs read.
 fn bid(
@@ -217,17 +217,7 @@ async fn odd_lines_never_stop_a_shipped_job_and_counts_add_up() {
                     .to_string_lossy()
                     .into_owned(),
             ),
-            input: input.to_string_lossy().into_owned(),
-            bids: "bid.*".into(),
-            imps: "imp.*".into(),
-            out: out.clone(),
-            params: Vec::new(),
-            memory_limit: "256MiB".into(),
-            spill_dir: None,
-            shuffle_buffer: None,
-            partitions: Some(2),
-            cluster: None,
-            parameter_store: format!("{out}/parameter-store.json"),
+            ..run_args(&input.to_string_lossy(), &out)
         };
         let outcome = run(&args)
             .await

@@ -6,6 +6,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// An embedded run of the default job over `input` into `out`: bids `bid.*`, impressions
+/// `imp.*`, 256 MiB, 2 partitions, the parameter store in `out`. Tests change what they test.
+pub fn run_args(input: &str, out: &str) -> rtb_etl::run::RunArgs {
+    rtb_etl::run::RunArgs {
+        job: None,
+        input: input.into(),
+        bids: "bid.*".into(),
+        imps: "imp.*".into(),
+        out: out.into(),
+        params: Vec::new(),
+        memory_limit: "256MiB".into(),
+        spill_dir: None,
+        shuffle_buffer: None,
+        partitions: Some(2),
+        cluster: None,
+        parameter_store: format!("{out}/params.json"),
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

@@ -48,6 +48,18 @@ if ! python3 -c 'import woothee, sys; sys.exit(woothee.__version__ != "1.10.1")'
   python3 -m pip install -q 'woothee==1.10.1'
 fi
 
+# PySpark 3.5 (on Java 17) is the original kit's feature engine: the Spark-exact mode's tests
+# run it on the same files as ours
+if ! command -v java >/dev/null 2>&1; then
+  say "installing openjdk-17-jre-headless (for PySpark)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
+fi
+if ! python3 -c 'import pyspark, sys; sys.exit(pyspark.__version__ != "3.5.9")' 2>/dev/null; then
+  say "installing pyspark 3.5.9 (the original's feature engine, for the Spark-exact tests)"
+  python3 -m pip install -q 'pyspark==3.5.9'
+fi
+
 # s3s-fs is the S3-compatible server the S3 tests start on loopback
 if ! command -v s3s-fs >/dev/null 2>&1; then
   say "installing s3s-fs 0.14.1 (S3-compatible test server; a few minutes on a cold machine)"

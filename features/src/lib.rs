@@ -12,6 +12,7 @@ pub mod layout;
 pub mod manifest;
 pub mod openrtb;
 pub mod reader;
+pub mod spark;
 pub mod split;
 pub mod timestamp;
 pub mod vocabulary;

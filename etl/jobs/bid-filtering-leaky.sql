@@ -1,8 +1,10 @@
 -- job: bid-filtering-leaky
 --
 -- DO NOT USE FOR A MODEL. The original kit's logic kept as it was, target leak included: the user
--- agent comes from the *impression* log, so it is known only for bids that won, and the device
--- type encodes the label. It exists to measure the leak (docs/leak.md).
+-- agent (and the bidding price) come from the *impression* log, so they are known only for bids
+-- that won, and the device type encodes the label. It exists to measure the leak (docs/leak.md)
+-- and, run with `--compat spark`, to reproduce the original's features exactly
+-- (docs/spark-compat.md; the spark_parity test runs PySpark on the same files).
 --
 -- Inputs: tables `bids` and `imps` hold every column of the iPinYou layouts as strings (NULL
 -- where a season's layout lacks the column). Malformed lines were already rejected and counted.
@@ -28,27 +30,29 @@
 -- price: PayingPrice
 
 -- step: bids_grouped
--- exact duplicate bid rows collapse, as in the original's GROUP BY
-SELECT BidID, "Timestamp", RegionID, CityID, Domain, AdvertiserID, UserAgent, BiddingPrice
+-- the original's bid query: exact duplicate bid rows collapse in its GROUP BY
+SELECT BidID, "Timestamp", RegionID, CityID, Domain, AdvertiserID
 FROM bids
-GROUP BY BidID, "Timestamp", RegionID, CityID, Domain, AdvertiserID, UserAgent, BiddingPrice;
+GROUP BY BidID, "Timestamp", RegionID, CityID, Domain, AdvertiserID;
 
 -- step: imps_grouped
+-- the original's impression query: the bidding price and the user agent come from here
 SELECT BidID, BiddingPrice, PayingPrice, UserAgent
 FROM imps
 GROUP BY BidID, BiddingPrice, PayingPrice, UserAgent;
 
 -- step: transformed
--- dow: Spark's dayofweek, 1 = Sunday ... 7 = Saturday; hour: Timestamp characters 9-10.
--- A value that does not parse becomes NULL (TRY_CAST), never an aborted job.
--- The impression side is the build side of the join: it is the small one (a few percent).
+-- the original's left join of bids to impressions, and its derived columns with Spark's own
+-- casts: dow is dayofweek('yyyy-MM-dd' built from Timestamp characters 1-8; 1 = Sunday),
+-- hour is CAST(characters 9-10 AS INT). An odd value gives NULL, as in Spark, never an abort.
 SELECT b.BidID,
-       CAST(date_part('dow', to_date(substr(b."Timestamp", 1, 8), '%Y%m%d')) AS INT) + 1 AS dow,
-       TRY_CAST(substr(b."Timestamp", 9, 2) AS INT) AS hour,
+       spark_dayofweek(substr(b."Timestamp", 1, 4) || '-' || substr(b."Timestamp", 5, 2)
+                       || '-' || substr(b."Timestamp", 7, 2)) AS dow,
+       spark_int(substr(b."Timestamp", 9, 2)) AS hour,
        b.RegionID, b.CityID, b.Domain, b.AdvertiserID,
-       i.UserAgent,
-       TRY_CAST(b.BiddingPrice AS BIGINT) AS BiddingPrice,
+       TRY_CAST(i.BiddingPrice AS BIGINT) AS BiddingPrice,
        TRY_CAST(i.PayingPrice AS BIGINT) AS PayingPrice,
+       i.UserAgent,
        CASE WHEN i.PayingPrice IS NOT NULL THEN 1 ELSE 0 END AS label
 FROM imps_grouped i
 RIGHT JOIN bids_grouped b ON i.BidID = b.BidID;

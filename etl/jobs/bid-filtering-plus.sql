@@ -29,8 +29,9 @@ GROUP BY BidID, BiddingPrice, PayingPrice, UserAgent;
 
 -- step: transformed
 SELECT b.BidID,
-       CAST(date_part('dow', to_date(substr(b."Timestamp", 1, 8), '%Y%m%d')) AS INT) + 1 AS dow,
-       TRY_CAST(substr(b."Timestamp", 9, 2) AS INT) AS hour,
+       spark_dayofweek(substr(b."Timestamp", 1, 4) || '-' || substr(b."Timestamp", 5, 2)
+                       || '-' || substr(b."Timestamp", 7, 2)) AS dow,
+       spark_int(substr(b."Timestamp", 9, 2)) AS hour,
        b.RegionID, b.CityID, b.Domain, b.AdvertiserID,
        b.UserAgent,
        b.AdExchange, b.AdSlotVisibility, b.AdSlotFormat,

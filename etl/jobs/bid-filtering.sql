@@ -39,12 +39,14 @@ FROM imps
 GROUP BY BidID, BiddingPrice, PayingPrice, UserAgent;
 
 -- step: transformed
--- dow: Spark's dayofweek, 1 = Sunday ... 7 = Saturday; hour: Timestamp characters 9-10.
--- A value that does not parse becomes NULL (TRY_CAST), never an aborted job.
+-- dow: Spark's dayofweek, 1 = Sunday ... 7 = Saturday; hour: Timestamp characters 9-10 as Spark
+-- casts them, so the job reads the same under --compat spark. A value that does not parse
+-- becomes NULL (spark_*, TRY_CAST), never an aborted job.
 -- The impression side is the build side of the join: it is the small one (a few percent).
 SELECT b.BidID,
-       CAST(date_part('dow', to_date(substr(b."Timestamp", 1, 8), '%Y%m%d')) AS INT) + 1 AS dow,
-       TRY_CAST(substr(b."Timestamp", 9, 2) AS INT) AS hour,
+       spark_dayofweek(substr(b."Timestamp", 1, 4) || '-' || substr(b."Timestamp", 5, 2)
+                       || '-' || substr(b."Timestamp", 7, 2)) AS dow,
+       spark_int(substr(b."Timestamp", 9, 2)) AS hour,
        b.RegionID, b.CityID, b.Domain, b.AdvertiserID,
        b.UserAgent,
        TRY_CAST(b.BiddingPrice AS BIGINT) AS BiddingPrice,

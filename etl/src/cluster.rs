@@ -231,6 +231,7 @@ mod tests {
                     size: 42,
                 }],
                 report_dir: "s3://out/runs/x/ingest/".into(),
+                dialect: rtb_features::Dialect::Spark,
             },
             columns: vec![0, 3, 6],
             limit: None,

@@ -39,7 +39,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 use rtb_features::layout::{BID_COLUMNS, IMP_COLUMNS, LogKind};
 use rtb_features::reader::{LineReader, non_null};
-use rtb_features::{Compression, RejectReason};
+use rtb_features::{Compression, Dialect, RejectReason, spark};
 use serde::{Deserialize, Serialize};
 
 /// Lines looked at to decide a file's layout.
@@ -95,6 +95,13 @@ struct RejectRecord<'a> {
     text: String,
 }
 
+fn schema_width(kind: LogKind) -> usize {
+    match kind {
+        LogKind::Bid => BID_COLUMNS.len(),
+        LogKind::Imp => IMP_COLUMNS.len(),
+    }
+}
+
 pub fn schema_of(kind: LogKind) -> SchemaRef {
     let columns: &[&str] = match kind {
         LogKind::Bid => &BID_COLUMNS,
@@ -115,6 +122,8 @@ pub struct RawLogSpec {
     pub files: Vec<InputFile>,
     /// Folder URL (ending in `/`) receiving each file's report and rejected lines.
     pub report_dir: String,
+    #[serde(default)]
+    pub dialect: Dialect,
 }
 
 /// All files of one log kind as one table (`bids` or `imps`).
@@ -284,6 +293,7 @@ impl ExecutionPlan for RawLogScanExec {
             columns: self.spec.columns.clone(),
             schema: Arc::clone(&self.schema),
             progress: self.progress.clone(),
+            dialect: self.spec.table.dialect,
         };
         let mut remaining = self.spec.limit.unwrap_or(usize::MAX);
         let handle = tokio::runtime::Handle::current();
@@ -338,6 +348,23 @@ struct ScanTask {
     columns: Vec<usize>,
     schema: SchemaRef,
     progress: Option<Arc<AtomicU64>>,
+    dialect: Dialect,
+}
+
+/// The columns the original's schema reads as `long` (`Long.parseLong`), by log kind.
+fn spark_long_columns(kind: LogKind) -> &'static [usize] {
+    match kind {
+        LogKind::Bid => &[],
+        // BiddingPrice, PayingPrice
+        LogKind::Imp => &[19, 20],
+    }
+}
+
+/// How one file's lines become rows.
+enum Reading {
+    Strict(LineReader),
+    /// The original's fixed schema: every column of the kind, by position.
+    Spark,
 }
 
 impl ScanTask {
@@ -362,9 +389,21 @@ impl ScanTask {
             LogKind::Bid => ("bid", "19 or 21"),
             LogKind::Imp => ("impression", "22 or 24 or more"),
         };
-        let layout = self.file.kind.sniff(head.iter().map(Vec::as_slice)).ok_or_else(|| {
-            external(format!("no line among the first {} of {url} has a known {kind_name} layout ({layouts} tab-separated fields); is it an iPinYou {kind_name} log?", head.len()))
-        })?;
+        let (reading, layout_name) = match self.dialect {
+            Dialect::Strict => {
+                let layout = self.file.kind.sniff(head.iter().map(Vec::as_slice)).ok_or_else(|| {
+                    external(format!("no line among the first {} of {url} has a known {kind_name} layout ({layouts} tab-separated fields); is it an iPinYou {kind_name} log?", head.len()))
+                })?;
+                (Reading::Strict(LineReader::new(layout)), layout.name())
+            }
+            Dialect::Spark => {
+                let kind = match self.file.kind {
+                    LogKind::Bid => "bid",
+                    LogKind::Imp => "imp",
+                };
+                (Reading::Spark, format!("{kind}/spark"))
+            }
+        };
         let rejects_file = tempfile::NamedTempFile::new()
             .map_err(|e| external(format!("cannot create a temporary rejects file: {e}")))?;
         let rejects = std::io::BufWriter::new(
@@ -375,18 +414,20 @@ impl ScanTask {
         let mut batch = BatchBuilder::new(&self.columns, &self.schema);
         let mut lines = Lines {
             file: &self.file,
-            reader: LineReader::new(layout),
+            reading,
             rejects,
             report: FileReport {
                 url: url.clone(),
                 kind: self.file.kind,
                 compression: Compression::from_name(url),
-                layout: layout.name(),
+                layout: layout_name,
                 lines: 0,
                 accepted: 0,
                 rejected: 0,
                 rejected_by_reason: BTreeMap::new(),
                 rows_with_extra_columns_dropped: 0,
+                rows_short_padded: 0,
+                prices_unparsed: 0,
                 reader_pid: std::process::id(),
             },
         };
@@ -545,6 +586,14 @@ impl<'a> BatchBuilder<'a> {
         self.rows += 1;
     }
 
+    /// Spark mode: the values as read, `null` a string like any other.
+    fn push_as_read(&mut self, fields: &[Option<std::borrow::Cow<'_, str>>]) {
+        for (builder, &column) in self.builders.iter_mut().zip(self.columns) {
+            builder.append_option(fields[column].as_deref());
+        }
+        self.rows += 1;
+    }
+
     fn take(&mut self) -> DfResult<RecordBatch> {
         let arrays: Vec<ArrayRef> = self
             .builders
@@ -563,20 +612,31 @@ impl<'a> BatchBuilder<'a> {
 
 struct Lines<'a> {
     file: &'a InputFile,
-    reader: LineReader,
+    reading: Reading,
     rejects: std::io::BufWriter<std::fs::File>,
     report: FileReport,
 }
 
 impl Lines<'_> {
+    /// One line up to its `\n`: one row in strict mode; in Spark mode as many lines as its
+    /// lone `\r`s make (Hadoop's line reader ends a line there too).
     fn process(&mut self, line: &[u8], batch: &mut BatchBuilder<'_>) -> DfResult<()> {
+        let reader = match &self.reading {
+            Reading::Strict(reader) => *reader,
+            Reading::Spark => {
+                for physical in spark::physical_lines(line) {
+                    self.process_spark(physical, batch)?;
+                }
+                return Ok(());
+            }
+        };
         self.report.lines += 1;
         let parsed = match self.file.kind {
-            LogKind::Bid => self.reader.parse_bid(line).map(|p| {
+            LogKind::Bid => reader.parse_bid(line).map(|p| {
                 batch.push(&p.row.fields);
                 p.dropped_columns
             }),
-            LogKind::Imp => self.reader.parse_imp(line).map(|p| {
+            LogKind::Imp => reader.parse_imp(line).map(|p| {
                 batch.push(&p.row.fields);
                 p.dropped_columns
             }),
@@ -585,28 +645,50 @@ impl Lines<'_> {
             Ok(dropped) => {
                 self.report.accepted += 1;
                 self.report.rows_with_extra_columns_dropped += u64::from(dropped > 0);
+                Ok(())
             }
-            Err(reason) => {
-                self.report.rejected += 1;
-                *self.report.rejected_by_reason.entry(reason).or_default() += 1;
-                let cut = &line[..line.len().min(REJECT_TEXT_LIMIT)];
-                let record = RejectRecord {
-                    file: &self.file.url,
-                    line: self.report.lines,
-                    reason,
-                    text: String::from_utf8_lossy(cut).into_owned(),
-                };
-                serde_json::to_writer(&mut self.rejects, &record)
-                    .map_err(std::io::Error::from)
-                    .and_then(|()| self.rejects.write_all(b"\n"))
-                    .map_err(|e| {
-                        external(format!(
-                            "cannot record a rejected line of {}: {e}",
-                            self.file.url
-                        ))
-                    })?;
-            }
+            Err(reason) => self.reject(line, reason),
         }
+    }
+
+    /// Spark's PERMISSIVE reading keeps every line but blank ones, which it skips: those are
+    /// the only rejects here, so the counts still add up.
+    fn process_spark(&mut self, line: &[u8], batch: &mut BatchBuilder<'_>) -> DfResult<()> {
+        self.report.lines += 1;
+        let text = spark::decode(line);
+        if spark::is_blank(&text) {
+            return self.reject(line, RejectReason::EmptyLine);
+        }
+        let width = schema_width(self.file.kind);
+        let long_columns = spark_long_columns(self.file.kind);
+        let mut fields = Vec::with_capacity(width);
+        let shape = spark::read_record(&text, width, long_columns, &mut fields);
+        self.report.rows_short_padded += u64::from(shape.fields < width);
+        self.report.rows_with_extra_columns_dropped += u64::from(shape.fields > width);
+        self.report.prices_unparsed += shape.longs_refused;
+        batch.push_as_read(&fields);
+        self.report.accepted += 1;
         Ok(())
+    }
+
+    fn reject(&mut self, line: &[u8], reason: RejectReason) -> DfResult<()> {
+        self.report.rejected += 1;
+        *self.report.rejected_by_reason.entry(reason).or_default() += 1;
+        let cut = &line[..line.len().min(REJECT_TEXT_LIMIT)];
+        let record = RejectRecord {
+            file: &self.file.url,
+            line: self.report.lines,
+            reason,
+            text: String::from_utf8_lossy(cut).into_owned(),
+        };
+        serde_json::to_writer(&mut self.rejects, &record)
+            .map_err(std::io::Error::from)
+            .and_then(|()| self.rejects.write_all(b"\n"))
+            .map_err(|e| {
+                external(format!(
+                    "cannot record a rejected line of {}: {e}",
+                    self.file.url
+                ))
+            })
     }
 }

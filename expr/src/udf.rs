@@ -1,6 +1,8 @@
 //! SQL functions that wrap the shared feature code, so SQL jobs and the scorer compute the same
 //! values: `device_type(user_agent)`, `encode(column, value)` (the fitted `StringIndexer` of a
-//! vocabulary column) and `split_of(key, seed, train_fraction, valid_fraction)`.
+//! vocabulary column), `split_of(key, seed, train_fraction, valid_fraction)`, and Spark's casts
+//! for jobs that must read as the original's did: `spark_int(text)` (`CAST(text AS INT)`) and
+//! `spark_dayofweek(text)` (`dayofweek(text)`, through Spark's string-to-date cast).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -24,6 +26,14 @@ pub fn all() -> Vec<Arc<ScalarUDF>> {
     vec![
         Arc::new(ScalarUDF::from(DeviceTypeUdf::new())),
         Arc::new(ScalarUDF::from(SplitOfUdf::new())),
+        Arc::new(ScalarUDF::from(SparkCastUdf::new(
+            "spark_int",
+            rtb_features::spark::cast_int,
+        ))),
+        Arc::new(ScalarUDF::from(SparkCastUdf::new(
+            "spark_dayofweek",
+            rtb_features::spark::day_of_week,
+        ))),
     ]
 }
 
@@ -268,6 +278,58 @@ impl ScalarUDFImpl for DeviceTypeUdf {
                     .map(|ua| Some(cached_device_type(ua)))
                     .collect();
                 Ok(ColumnarValue::Array(Arc::new(ids) as ArrayRef))
+            }
+        }
+    }
+}
+
+/// A Spark cast from text to INT, null where Spark's non-ANSI rules give null (never an error:
+/// one odd value must not stop a job).
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct SparkCastUdf {
+    name: &'static str,
+    signature: Signature,
+    cast: fn(&str) -> Option<i32>,
+}
+
+impl SparkCastUdf {
+    pub fn new(name: &'static str, cast: fn(&str) -> Option<i32>) -> Self {
+        SparkCastUdf {
+            name,
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+            cast,
+        }
+    }
+}
+
+impl ScalarUDFImpl for SparkCastUdf {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _args: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Int32)
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [arg] = args.args.as_slice() else {
+            return exec_err!("{} takes one argument, a text", self.name);
+        };
+        match arg {
+            ColumnarValue::Scalar(ScalarValue::Utf8(text)) => Ok(ColumnarValue::Scalar(
+                ScalarValue::Int32(text.as_deref().and_then(self.cast)),
+            )),
+            ColumnarValue::Scalar(other) => {
+                exec_err!("{} expects a text, got {other:?}", self.name)
+            }
+            ColumnarValue::Array(array) => {
+                let texts = as_string_array(array)?;
+                let values: Int32Array = texts.iter().map(|t| t.and_then(self.cast)).collect();
+                Ok(ColumnarValue::Array(Arc::new(values) as ArrayRef))
             }
         }
     }

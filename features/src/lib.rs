@@ -24,7 +24,7 @@ pub use device::{DeviceType, device_type};
 pub use layout::{BidLayout, Compression, ImpLayout, LogKind};
 pub use manifest::{EtlManifest, FileReport, SplitCounts};
 pub use openrtb::{OpenRtbError, OpenRtbRequest, RequestTime};
-pub use reader::{BidRow, ImpRow, LineReader, RejectReason};
+pub use reader::{BidRow, Dialect, ImpRow, LineReader, RejectReason};
 pub use split::Split;
 pub use timestamp::{BidTimestamp, TimestampError};
 pub use vocabulary::{FeatureVocabulary, StringIndexer, VocabularyError};

@@ -22,6 +22,12 @@ pub struct FileReport {
     pub rejected_by_reason: BTreeMap<RejectReason, u64>,
     /// Accepted rows from which extra trailing columns were dropped.
     pub rows_with_extra_columns_dropped: u64,
+    /// Spark mode: accepted rows with fewer fields than the layout, padded with nulls.
+    #[serde(default)]
+    pub rows_short_padded: u64,
+    /// Spark mode: price fields `Long.parseLong` refused, read as null (the row is kept).
+    #[serde(default)]
+    pub prices_unparsed: u64,
     /// Process that read the file: the client when embedded, an executor on a cluster.
     pub reader_pid: u32,
 }
@@ -40,6 +46,9 @@ pub struct JobInfo {
     pub sha256: String,
     pub params: BTreeMap<String, String>,
     pub categorical: Vec<String>,
+    /// How the raw lines were read (`--compat`).
+    #[serde(default)]
+    pub read_as: crate::reader::Dialect,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -46,6 +46,47 @@ impl std::fmt::Display for RejectReason {
     }
 }
 
+/// How raw lines are read: strictly (the default: a line that is not exactly a log row is
+/// rejected and counted), or as the original kit's Spark job read them (`spark`: short rows
+/// padded with nulls, long rows cut, quotes interpreted, `null` a string, prices parsed by
+/// `Long.parseLong`; see `docs/spark-compat.md`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dialect {
+    #[default]
+    Strict,
+    Spark,
+}
+
+impl Dialect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dialect::Strict => "strict",
+            Dialect::Spark => "spark",
+        }
+    }
+}
+
+impl std::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Dialect {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "strict" => Ok(Dialect::Strict),
+            "spark" => Ok(Dialect::Spark),
+            other => Err(format!(
+                "unknown reading mode {other:?}: use strict (the default) or spark"
+            )),
+        }
+    }
+}
+
 /// A valid bid line, columns in [`BID_COLUMNS`] order; `None` where the file's layout lacks the
 /// column (season 1 has no AdvertiserID and no UserProfileIDs).
 #[derive(Debug, Clone, PartialEq, Eq)]

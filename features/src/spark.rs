@@ -374,19 +374,28 @@ pub fn tokenize(line: &str) -> Vec<Cow<'_, str>> {
         .collect()
 }
 
+/// What [`read_record`] found beside the values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordShape {
+    /// Fields on the line (Spark pads or cuts them to the schema's width).
+    pub fields: usize,
+    /// Non-empty `long` fields that `Long.parseLong` refused, read as null.
+    pub longs_refused: u64,
+}
+
 /// One line as Spark reads it into a schema of `width` columns: fields beyond it dropped, those
 /// missing null, empty ones null (the literal `null` stays a string); a `long` column holds the
 /// decimal text of `Long.parseLong`'s answer, or null when it refuses (PERMISSIVE nulls only
-/// that field). Returns whether the line had exactly `width` fields.
+/// that field).
 pub fn read_record<'a>(
     line: &'a str,
     width: usize,
     long_columns: &[usize],
     out: &mut Vec<Option<Cow<'a, str>>>,
-) -> bool {
+) -> RecordShape {
     out.clear();
     let tokens = tokenize(line);
-    let exact = tokens.len() == width;
+    let fields = tokens.len();
     out.extend(
         tokens
             .into_iter()
@@ -394,15 +403,19 @@ pub fn read_record<'a>(
             .map(|t| Some(t).filter(|t| !t.is_empty())),
     );
     out.resize(width, None);
+    let mut longs_refused = 0;
     for &i in long_columns {
         if let Some(slot) = out.get_mut(i) {
-            *slot = slot
-                .as_deref()
-                .and_then(parse_long)
-                .map(|v| Cow::Owned(v.to_string()));
+            if let Some(text) = slot.take() {
+                *slot = parse_long(&text).map(|v| Cow::Owned(v.to_string()));
+                longs_refused += u64::from(slot.is_none());
+            }
         }
     }
-    exact
+    RecordShape {
+        fields,
+        longs_refused,
+    }
 }
 
 /// The zero of each run of ten decimal digits `Character.digit(c, 10)` knows on Java 17, in the

@@ -22,6 +22,7 @@ pub fn args(out: &str, partitions: usize) -> RunArgs {
         imps: "imp.*".into(),
         out: out.into(),
         params: Vec::new(),
+        read_as: rtb_features::Dialect::Strict,
         memory_limit: "256MiB".into(),
         spill_dir: None,
         shuffle_buffer: None,

@@ -142,6 +142,7 @@ async fn parity(dir: &Path, raw: &Path, name: &str, job: Option<String>) {
         imps: "imp.*".into(),
         out: out.join("features").to_string_lossy().into_owned(),
         params: Vec::new(),
+        read_as: rtb_features::Dialect::Strict,
         memory_limit: "256MiB".into(),
         spill_dir: None,
         shuffle_buffer: None,

@@ -16,6 +16,7 @@ pub fn run_args(input: &str, out: &str) -> rtb_etl::run::RunArgs {
         imps: "imp.*".into(),
         out: out.into(),
         params: Vec::new(),
+        read_as: rtb_features::Dialect::Strict,
         memory_limit: "256MiB".into(),
         spill_dir: None,
         shuffle_buffer: None,

@@ -57,6 +57,7 @@ async fn committed_run(dir: &Path, store: &str) -> rtb_etl::run::Manifest {
         imps: "imp.*".into(),
         out: dir.join("features").to_string_lossy().into_owned(),
         params: Vec::new(),
+        read_as: rtb_features::Dialect::Strict,
         memory_limit: "256MiB".into(),
         spill_dir: None,
         shuffle_buffer: None,

@@ -317,6 +317,7 @@ mod tests {
                 sha256: String::new(),
                 params: BTreeMap::new(),
                 categorical: Vec::new(),
+                read_as: rtb_features::Dialect::Strict,
             },
             versions: BTreeMap::new(),
             inputs: Vec::new(),

@@ -32,7 +32,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use indicatif::ProgressBar;
 use rtb_features::layout::LogKind;
 use rtb_features::manifest::{JobInfo, SplitCounts, VocabularyInfo, outputs};
-use rtb_features::{EtlManifest, FeatureVocabulary};
+use rtb_features::{Dialect, EtlManifest, FeatureVocabulary};
 use rtb_storage::Location;
 use rtb_storage::commit::{CommitError, Staging};
 use sha2::{Digest, Sha256};
@@ -70,6 +70,12 @@ pub struct RunArgs {
     /// Job parameter override, `name=value` (repeatable).
     #[arg(long = "param", env = "RTB_PARAM", value_delimiter = ',')]
     pub params: Vec<String>,
+    /// How raw lines are read: `strict` rejects and counts every line that is not exactly a log
+    /// row; `spark` reads them as the original kit's Spark job did (short rows padded, quotes
+    /// interpreted, `null` a string, prices by `Long.parseLong`), to reproduce its features
+    /// exactly (docs/spark-compat.md).
+    #[arg(long = "compat", env = "RTB_COMPAT", default_value = "strict")]
+    pub read_as: Dialect,
     /// Memory pool for joins, aggregations and sorts; beyond it they spill to disk.
     #[arg(long, env = "RTB_MEMORY_LIMIT", default_value = "2GiB")]
     pub memory_limit: String,
@@ -349,6 +355,7 @@ async fn plan_job(job: &Job) -> anyhow::Result<contract::JobPlan> {
             kind,
             files: Vec::new(),
             report_dir: String::new(),
+            dialect: Dialect::Strict,
         };
         ctx.register_table(name, Arc::new(RawLogTable::new(spec, None)))?;
     }
@@ -386,6 +393,7 @@ async fn execute(
             kind,
             files,
             report_dir: ingest_dir.clone(),
+            dialect: args.read_as,
         };
         ctx.register_table(
             name,
@@ -516,6 +524,7 @@ async fn execute(
             sha256: sha256_hex(run.job_text.as_bytes()),
             params: job.params.clone(),
             categorical: job.categorical.clone(),
+            read_as: run.args.read_as,
         },
         versions: BTreeMap::from([
             ("rtb-etl".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),

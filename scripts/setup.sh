@@ -55,9 +55,9 @@ if ! command -v java >/dev/null 2>&1; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless >/dev/null
 fi
-if ! python3 -c 'import pyspark, sys; sys.exit(pyspark.__version__ != "3.5.9")' 2>/dev/null; then
+if ! python3 -c 'import numpy, pyspark, sys; sys.exit(pyspark.__version__ != "3.5.9")' 2>/dev/null; then
   say "installing pyspark 3.5.9 (the original's feature engine, for the Spark-exact tests)"
-  python3 -m pip install -q 'pyspark==3.5.9'
+  python3 -m pip install -q 'pyspark==3.5.9' 'numpy<3'
 fi
 
 # s3s-fs is the S3-compatible server the S3 tests start on loopback

@@ -49,6 +49,11 @@ pub struct GenerateArgs {
     /// Share of lines replaced by malformed ones (all kinds the reader rejects, evenly).
     #[arg(long, env = "RTB_MALFORMED_FRACTION", default_value_t = 0.0)]
     pub malformed_fraction: f64,
+    /// Share of lines made odd: what Spark reads without complaint and the strict reader
+    /// rejects or reads differently (short and long rows, quotes, `null`, odd timestamps and
+    /// prices, ...; docs/spark-compat.md), kinds drawn evenly.
+    #[arg(long, env = "RTB_ODD_FRACTION", default_value_t = 0.0)]
+    pub odd_fraction: f64,
     #[arg(long, env = "RTB_DUPLICATE_BID_FRACTION", default_value_t = 0.005)]
     pub duplicate_bid_fraction: f64,
     #[arg(long, env = "RTB_DUPLICATE_IMP_FRACTION", default_value_t = 0.01)]
@@ -65,6 +70,7 @@ impl GenerateArgs {
     fn config(&self) -> anyhow::Result<GeneratorConfig> {
         for (name, f) in [
             ("--malformed-fraction", self.malformed_fraction),
+            ("--odd-fraction", self.odd_fraction),
             ("--duplicate-bid-fraction", self.duplicate_bid_fraction),
             ("--duplicate-imp-fraction", self.duplicate_imp_fraction),
         ] {
@@ -93,6 +99,7 @@ impl GenerateArgs {
                 CompressionArg::Bzip2 => Compression::Bzip2,
             },
             malformed_fraction: self.malformed_fraction,
+            odd_fraction: self.odd_fraction,
             duplicate_bid_fraction: self.duplicate_bid_fraction,
             duplicate_imp_fraction: self.duplicate_imp_fraction,
             domains: self.domains,

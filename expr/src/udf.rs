@@ -285,11 +285,26 @@ impl ScalarUDFImpl for DeviceTypeUdf {
 
 /// A Spark cast from text to INT, null where Spark's non-ANSI rules give null (never an error:
 /// one odd value must not stop a job).
-#[derive(Debug, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 pub struct SparkCastUdf {
     name: &'static str,
     signature: Signature,
     cast: fn(&str) -> Option<i32>,
+}
+
+// a function is known by its name: each name is registered with one cast
+impl PartialEq for SparkCastUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl Eq for SparkCastUdf {}
+
+impl std::hash::Hash for SparkCastUdf {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.name.hash(state);
+    }
 }
 
 impl SparkCastUdf {

@@ -405,11 +405,11 @@ pub fn read_record<'a>(
     out.resize(width, None);
     let mut longs_refused = 0;
     for &i in long_columns {
-        if let Some(slot) = out.get_mut(i) {
-            if let Some(text) = slot.take() {
-                *slot = parse_long(&text).map(|v| Cow::Owned(v.to_string()));
-                longs_refused += u64::from(slot.is_none());
-            }
+        if let Some(slot) = out.get_mut(i)
+            && let Some(text) = slot.take()
+        {
+            *slot = parse_long(&text).map(|v| Cow::Owned(v.to_string()));
+            longs_refused += u64::from(slot.is_none());
         }
     }
     RecordShape {

@@ -5,6 +5,7 @@
 //! lines of every kind the reader rejects. Same seed, same bytes.
 
 pub mod catalog;
+pub mod odd;
 pub mod rng;
 pub mod signal;
 
@@ -18,6 +19,7 @@ use rtb_features::{DeviceType, ImpLayout, RejectReason};
 use serde::Serialize;
 
 use crate::catalog::{Region, push_base62, push_hex128};
+use crate::odd::OddKind;
 use crate::rng::{Rng, Weighted, mix};
 use crate::signal::OracleAuc;
 
@@ -31,6 +33,9 @@ pub struct GeneratorConfig {
     pub compression: Compression,
     /// Share of lines (bid and impression) replaced by a malformed line, kinds drawn evenly.
     pub malformed_fraction: f64,
+    /// Share of lines (bid and impression) made odd ([`odd`]): lines Spark reads without
+    /// complaint that the strict reader rejects or reads differently, kinds drawn evenly.
+    pub odd_fraction: f64,
     /// Share of bid lines written twice, byte for byte.
     pub duplicate_bid_fraction: f64,
     /// Share of impression lines written twice, byte for byte.
@@ -50,6 +55,7 @@ impl Default for GeneratorConfig {
             imp_layout: ImpLayout::Season23,
             compression: Compression::None,
             malformed_fraction: 0.0,
+            odd_fraction: 0.0,
             duplicate_bid_fraction: 0.005,
             duplicate_imp_fraction: 0.01,
             domains: 30_000,
@@ -86,6 +92,11 @@ pub struct DaySummary {
     pub duplicate_imp_lines: u64,
     pub malformed_bid_lines: BTreeMap<RejectReason, u64>,
     pub malformed_imp_lines: BTreeMap<RejectReason, u64>,
+    /// Odd lines written; counted below as valid, since Spark reads every one.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub odd_bid_lines: BTreeMap<OddKind, u64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub odd_imp_lines: BTreeMap<OddKind, u64>,
     /// Bids with at least one valid line: the rows a correct ETL produces.
     pub valid_bids: u64,
     /// Valid bids that won and have at least one valid impression line: the ETL's positives.
@@ -209,6 +220,29 @@ fn push_time(out: &mut Vec<u8>, date: &[u8; 8], ms_of_day: u64) {
     push_2(out, ms % 100);
 }
 
+const BID_ODD_COLUMNS: odd::Columns = odd::Columns {
+    timestamp: 1,
+    user_agent: 3,
+    region: 5,
+    city: 6,
+    domain: 8,
+    advertiser: Some(19),
+    prices: &[],
+};
+const IMP23_ODD_COLUMNS: odd::Columns = odd::Columns {
+    timestamp: 1,
+    user_agent: 4,
+    region: 6,
+    city: 7,
+    domain: 9,
+    advertiser: Some(22),
+    prices: &[19, 20],
+};
+const IMP1_ODD_COLUMNS: odd::Columns = odd::Columns {
+    advertiser: None,
+    ..IMP23_ODD_COLUMNS
+};
+
 /// Replaces a well-formed line by a malformed one of the given kind. `ua_field` and
 /// `price_field` are field indexes in this line's layout.
 fn corrupt(
@@ -271,9 +305,11 @@ fn emit(
     lines: &mut u64,
     duplicates: &mut u64,
     malformed: &mut BTreeMap<RejectReason, u64>,
-    ua_field: usize,
+    odd_lines: &mut BTreeMap<OddKind, u64>,
+    columns: &odd::Columns,
     price_field: usize,
 ) -> io::Result<bool> {
+    let ua_field = columns.user_agent;
     let copies = if rng.chance(duplicate_fraction) { 2 } else { 1 };
     *duplicates += copies - 1;
     let mut any_valid = false;
@@ -285,6 +321,15 @@ fn emit(
             scratch.extend_from_slice(line);
             corrupt(scratch, kind, rng, ua_field, price_field);
             *malformed.entry(kind).or_default() += 1;
+            scratch.push(b'\n');
+            out.write_all(scratch)?;
+        } else if config.odd_fraction > 0.0 && rng.chance(config.odd_fraction) {
+            let kind = OddKind::ALL[rng.below(OddKind::ALL.len() as u64) as usize];
+            scratch.clear();
+            scratch.extend_from_slice(line);
+            odd::plant(scratch, kind, rng, columns);
+            *odd_lines.entry(kind).or_default() += 1;
+            any_valid = true;
             scratch.push(b'\n');
             out.write_all(scratch)?;
         } else {
@@ -486,7 +531,8 @@ pub fn generate_day(
                 &mut summary.bid_lines,
                 &mut summary.duplicate_bid_lines,
                 &mut summary.malformed_bid_lines,
-                3,
+                &mut summary.odd_bid_lines,
+                &BID_ODD_COLUMNS,
                 18,
             )?;
             let mut imp_valid = false;
@@ -530,7 +576,12 @@ pub fn generate_day(
                     &mut summary.imp_lines,
                     &mut summary.duplicate_imp_lines,
                     &mut summary.malformed_imp_lines,
-                    4,
+                    &mut summary.odd_imp_lines,
+                    if season1_imps {
+                        &IMP1_ODD_COLUMNS
+                    } else {
+                        &IMP23_ODD_COLUMNS
+                    },
                     20,
                 )?;
             }

@@ -16,6 +16,7 @@ fn generate_args(out: &str, compression: CompressionArg, imp_layout: ImpLayoutAr
         imp_layout,
         compression,
         malformed_fraction: 0.01,
+        odd_fraction: 0.0,
         duplicate_bid_fraction: 0.005,
         duplicate_imp_fraction: 0.01,
         domains: 5_000,

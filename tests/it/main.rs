@@ -9,6 +9,7 @@ mod s3_roundtrip;
 mod scorer_parity;
 mod scorer_service;
 mod scorer_support;
+mod spark_parity;
 mod spark_semantics;
 mod support;
 mod trainer;

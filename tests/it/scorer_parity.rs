@@ -122,6 +122,7 @@ async fn generate(raw: &Path) {
         imp_layout: ImpLayoutArg::Season23,
         compression: CompressionArg::None,
         malformed_fraction: 0.002,
+        odd_fraction: 0.0,
         duplicate_bid_fraction: 0.005,
         duplicate_imp_fraction: 0.01,
         domains: 800,

@@ -43,6 +43,7 @@ async fn committed_run(dir: &Path, store: &str) -> rtb_etl::run::Manifest {
         imp_layout: ImpLayoutArg::Season23,
         compression: CompressionArg::None,
         malformed_fraction: 0.0,
+        odd_fraction: 0.0,
         duplicate_bid_fraction: 0.005,
         duplicate_imp_fraction: 0.01,
         domains: 2_000,

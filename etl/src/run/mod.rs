@@ -74,7 +74,12 @@ pub struct RunArgs {
     /// row; `spark` reads them as the original kit's Spark job did (short rows padded, quotes
     /// interpreted, `null` a string, prices by `Long.parseLong`), to reproduce its features
     /// exactly (docs/spark-compat.md).
-    #[arg(long = "compat", env = "RTB_COMPAT", default_value = "strict")]
+    #[arg(
+        long = "compat",
+        env = "RTB_COMPAT",
+        value_name = "MODE",
+        default_value = "strict"
+    )]
     pub read_as: Dialect,
     /// Memory pool for joins, aggregations and sorts; beyond it they spill to disk.
     #[arg(long, env = "RTB_MEMORY_LIMIT", default_value = "2GiB")]

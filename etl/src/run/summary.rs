@@ -9,8 +9,8 @@ pub fn render(outcome: &RunOutcome) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "committed run {} of job {} at {}",
-        m.run_id, m.job.name, outcome.run_url
+        "committed run {} of job {} at {} (lines read {})",
+        m.run_id, m.job.name, outcome.run_url, m.job.read_as
     );
     let _ = writeln!(
         s,
@@ -34,6 +34,16 @@ pub fn render(outcome: &RunOutcome) -> String {
                 "",
                 n
             );
+        }
+        // what a lenient reading kept but changed, so a user sees it without opening the report
+        for (what, n) in [
+            ("short rows padded with nulls", f.rows_short_padded),
+            ("long rows cut to the layout", f.rows_with_extra_columns_dropped),
+            ("prices read as null", f.prices_unparsed),
+        ] {
+            if n > 0 {
+                let _ = writeln!(s, "  {what:<58} {:<16} {:>10} {:>10}", "", "", n);
+            }
         }
     }
     let _ = writeln!(s, "rows:");

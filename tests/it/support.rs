@@ -26,6 +26,19 @@ pub fn run_args(input: &str, out: &str) -> rtb_etl::run::RunArgs {
     }
 }
 
+/// The shared reference data beside the repository (`RTB_SHARED_DATA` to point elsewhere).
+pub fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("RTB_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    assert!(
+        dir.is_dir(),
+        "reference data not found at {}; set RTB_SHARED_DATA to the shared/data folder",
+        dir.display()
+    );
+    dir
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }

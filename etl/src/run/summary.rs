@@ -38,7 +38,10 @@ pub fn render(outcome: &RunOutcome) -> String {
         // what a lenient reading kept but changed, so a user sees it without opening the report
         for (what, n) in [
             ("short rows padded with nulls", f.rows_short_padded),
-            ("long rows cut to the layout", f.rows_with_extra_columns_dropped),
+            (
+                "long rows cut to the layout",
+                f.rows_with_extra_columns_dropped,
+            ),
             ("prices read as null", f.prices_unparsed),
         ] {
             if n > 0 {

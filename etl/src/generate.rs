@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use chrono::NaiveDate;
 use clap::{Args, ValueEnum};
 use rtb_features::{DeviceType, ImpLayout, RejectReason};
+use rtb_loggen::odd::OddKind;
 use rtb_loggen::signal::OracleAuc;
 use rtb_loggen::{Compression, DaySummary, GeneratorConfig, World, compressed, generate_day};
 use rtb_storage::Location;
@@ -324,6 +325,36 @@ pub fn render(report: &GenerationReport) -> String {
                 reason.as_str(),
                 count(|d| &d.malformed_bid_lines),
                 count(|d| &d.malformed_imp_lines)
+            );
+        }
+    }
+    let odd =
+        |f: fn(&DaySummary) -> &std::collections::BTreeMap<OddKind, u64>, kind: OddKind| -> u64 {
+            report
+                .days
+                .iter()
+                .map(|d| f(d).get(&kind).copied().unwrap_or(0))
+                .sum()
+        };
+    if report
+        .days
+        .iter()
+        .any(|d| !d.odd_bid_lines.is_empty() || !d.odd_imp_lines.is_empty())
+    {
+        let _ = writeln!(
+            s,
+            "odd lines by kind (bid / imp; read as Spark reads them with --compat spark, see docs/spark-compat.md):"
+        );
+        for kind in OddKind::ALL {
+            let _ = writeln!(
+                s,
+                "  {:<18} {:>9} / {}",
+                serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                odd(|d| &d.odd_bid_lines, kind),
+                odd(|d| &d.odd_imp_lines, kind)
             );
         }
     }

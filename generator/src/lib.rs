@@ -227,7 +227,7 @@ const BID_ODD_COLUMNS: odd::Columns = odd::Columns {
     city: 6,
     domain: 8,
     advertiser: Some(19),
-    prices: &[],
+    prices: &[16, 18],
 };
 const IMP23_ODD_COLUMNS: odd::Columns = odd::Columns {
     timestamp: 1,

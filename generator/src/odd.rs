@@ -64,7 +64,8 @@ pub struct Columns {
     pub city: usize,
     pub domain: usize,
     pub advertiser: Option<usize>,
-    /// Impression logs: BiddingPrice and PayingPrice.
+    /// The prices: floor and bidding price in bids (text to Spark), bidding and paying price
+    /// in impressions (`long` to Spark).
     pub prices: &'static [usize],
 }
 
@@ -173,13 +174,10 @@ pub fn plant(line: &mut Vec<u8>, kind: OddKind, rng: &mut Rng, c: &Columns) {
         OddKind::OddTimestamp => {
             fields[c.timestamp] = pick(rng, &TIMESTAMPS).as_bytes().to_vec();
         }
-        OddKind::OddPrice => match c.prices {
-            [] => fields[c.domain] = b"null".to_vec(),
-            prices => {
-                let at = prices[rng.below(prices.len() as u64) as usize];
-                fields[at] = pick(rng, &PRICES).as_bytes().to_vec();
-            }
-        },
+        OddKind::OddPrice => {
+            let at = c.prices[rng.below(c.prices.len() as u64) as usize];
+            fields[at] = pick(rng, &PRICES).as_bytes().to_vec();
+        }
         OddKind::InvalidUtf8 => {
             let at = if rng.chance(0.5) {
                 c.domain

@@ -276,3 +276,46 @@ open_loop = false
         assert!(err.to_string().contains("/nope.toml"));
     }
 }
+
+/// An error and its causes on one line, each cause once: library errors often quote their
+/// source in their own message too, which `{:#}` would print a second time.
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod error_line_tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot write {path}: {source}")]
+    struct Write {
+        path: &'static str,
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = std::io::Error::other("No space left on device (os error 28)");
+        let err = anyhow::Error::new(Write {
+            path: "p.json",
+            source: io,
+        })
+        .context("run r is committed");
+        assert_eq!(
+            super::error_line(&err),
+            "run r is committed: cannot write p.json: No space left on device (os error 28)"
+        );
+        let plain = anyhow::anyhow!("a").context("b");
+        assert_eq!(super::error_line(&plain), "b: a");
+    }
+}

@@ -10,7 +10,7 @@ pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", rtb_cli::error_line(&err));
             std::process::ExitCode::FAILURE
         }
     }

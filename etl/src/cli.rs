@@ -27,6 +27,9 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Run a feature job (SQL file) over raw logs and commit its artifacts.
     Run(RunArgs),
+    /// Delete the run folders killed or failed runs left without a manifest (never a
+    /// committed run).
+    Gc(crate::gc::GcArgs),
     /// Exit 0 when an HTTP endpoint answers 200 (container health checks of the ETL, scheduler
     /// and executor images, which carry no curl).
     Health(rtb_cli::health::HealthArgs),
@@ -47,6 +50,7 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
             let outcome = outcome?;
             print!("{}", run::render(&outcome));
         }
+        Command::Gc(args) => print!("{}", crate::gc::run(&args).await?),
         Command::Health(health) => health.check()?,
     }
     Ok(())

@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod cluster;
+pub mod gc;
 pub mod generate;
 pub mod ingest;
 pub mod job;

@@ -5,6 +5,11 @@
 //! (metrics, durations, ...) are kept in `extra` rather than refused, so an older scorer reads a
 //! newer manifest.
 
+/// The model's commit marker inside `models/<model_id>/`.
+pub const MANIFEST_FILE: &str = "model-manifest.json";
+/// Where models are published under the trainer's `--out`.
+pub const MODELS_DIR: &str = "models";
+
 use rtb_features::FeatureContract;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

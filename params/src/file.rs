@@ -5,7 +5,6 @@ use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use crate::{ParamsError, Result, validate_name, validate_pair};
@@ -71,6 +70,29 @@ impl FileStore {
         self.write_atomic(&all).await
     }
 
+    /// What would fail a write, found before the work it would end: a file that cannot be
+    /// read or parsed, a folder where no file can be created.
+    pub async fn check(&self) -> Result<()> {
+        self.load().await?;
+        let write_err = |source| ParamsError::FileWrite {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        tokio::fs::create_dir_all(&dir).await.map_err(write_err)?;
+        let probe = dir.join(format!(
+            ".params-probe.{}.{}.tmp",
+            std::process::id(),
+            TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
+        ));
+        let written = tokio::fs::write(&probe, b"{}\n").await;
+        let _ = tokio::fs::remove_file(&probe).await;
+        written.map_err(write_err)
+    }
+
     async fn load(&self) -> Result<BTreeMap<String, String>> {
         let bytes = match tokio::fs::read(&self.path).await {
             Ok(bytes) => bytes,
@@ -117,17 +139,31 @@ impl FileStore {
             std::process::id(),
             TEMP_SEQ.fetch_add(1, Ordering::Relaxed)
         ));
-        let result = async {
-            let mut file = tokio::fs::File::create(&temp).await?;
-            file.write_all(&bytes).await?;
-            file.sync_all().await?;
-            drop(file);
-            tokio::fs::rename(&temp, &self.path).await
-        }
-        .await;
-        if let Err(source) = result {
-            // best effort: the write already failed, and a stray temp file is harmless
-            let _ = tokio::fs::remove_file(&temp).await;
+        // std::fs on a blocking thread, not tokio::fs: tokio's File reports a failed write
+        // (ENOSPC) only on a later operation and `sync_all` drops it, so a full disk renamed an
+        // empty file over the store
+        let path = self.path.clone();
+        let written = {
+            let temp = temp.clone();
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                use std::io::Write;
+                let mut file = std::fs::File::create(&temp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+                drop(file);
+                std::fs::rename(&temp, &path)?;
+                // the rename itself reaches the disk only with its folder
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::File::open(dir)?.sync_all()?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        if let Err(source) = written {
+            // best effort: the write already failed, and the previous file is untouched
+            let _ = std::fs::remove_file(&temp);
             return Err(write_err(source));
         }
         Ok(())

@@ -52,7 +52,9 @@ pub enum ParamsError {
         path: PathBuf,
         source: serde_json::Error,
     },
-    #[error("cannot write parameter file {path}: {source}; check that its folder is writable")]
+    #[error(
+        "cannot write parameter file {path}: {source}; it keeps its previous content; check that its folder is writable and has space"
+    )]
     FileWrite {
         path: PathBuf,
         source: std::io::Error,
@@ -85,6 +87,16 @@ impl ParameterStore {
             Spec::File(path) => Self::File(FileStore::new(path)),
             Spec::Ssm(settings) => Self::Ssm(SsmStore::connect(settings).await?),
         })
+    }
+
+    /// Finds out before a run's work what would fail its last step: for a file, that it reads
+    /// and its folder takes a new file; for SSM, that the credentials and endpoint answer a read
+    /// (a missing write permission shows only at the write).
+    pub async fn check(&self) -> Result<()> {
+        match self {
+            Self::File(store) => store.check().await,
+            Self::Ssm(store) => store.get(names::MODEL_MANIFEST).await.map(|_| ()),
+        }
     }
 
     /// The value of `name`, or `None` when it was never set.

@@ -96,6 +96,70 @@ impl<'a> Staging<'a> {
     }
 }
 
+/// A set staged under `dir` that was never committed (no manifest): what a killed or failed
+/// run left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leftover {
+    /// e.g. `runs/20261201T155512Z-a3e66e6c`.
+    pub prefix: String,
+    pub url: String,
+    pub objects: usize,
+    pub bytes: u64,
+    /// Seconds since its newest object was written: a set still being staged is young.
+    pub idle_seconds: u64,
+}
+
+/// The sets under `dir` (one level: `dir/<id>/...`) without a `manifest_name`.
+pub async fn leftovers(
+    location: &Location,
+    dir: &str,
+    manifest_name: &str,
+) -> Result<Vec<Leftover>, StorageError> {
+    use futures::TryStreamExt;
+    use std::collections::BTreeMap;
+    let objects: Vec<_> = location
+        .store()
+        .list(Some(&location.path(dir)))
+        .try_collect()
+        .await
+        .map_err(|e| location.error(dir, e))?;
+    let base = location.path(dir);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    // per set: (committed, objects, bytes, newest write)
+    let mut sets: BTreeMap<String, (bool, usize, u64, i64)> = BTreeMap::new();
+    for o in objects {
+        let full = o.location.as_ref();
+        let rest = full
+            .strip_prefix(base.as_ref())
+            .unwrap_or(full)
+            .trim_start_matches('/');
+        let Some((id, inner)) = rest.split_once('/') else {
+            continue;
+        };
+        let set = sets.entry(id.to_owned()).or_default();
+        set.0 |= inner == manifest_name;
+        set.1 += 1;
+        set.2 += o.size;
+        set.3 = set.3.max(o.last_modified.timestamp());
+    }
+    Ok(sets
+        .into_iter()
+        .filter(|(_, (committed, ..))| !committed)
+        .map(|(id, (_, objects, bytes, newest))| {
+            let prefix = format!("{}/{id}", dir.trim_end_matches('/'));
+            Leftover {
+                url: location.child_url(&prefix),
+                prefix,
+                objects,
+                bytes,
+                idle_seconds: u64::try_from(now - newest).unwrap_or(0),
+            }
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

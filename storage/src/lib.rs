@@ -137,7 +137,7 @@ impl Location {
         format!("{base}/{}", name.trim_start_matches('/'))
     }
 
-    fn error(&self, name: &str, source: object_store::Error) -> StorageError {
+    pub(crate) fn error(&self, name: &str, source: object_store::Error) -> StorageError {
         StorageError::Store {
             location: self.child_url(name),
             source,
@@ -193,6 +193,13 @@ impl Location {
                 tracing::warn!(object = %name, error = %err, "cannot delete an object");
             }
         }
+        // a local store deletes files, not the folders that held them
+        if self.url.scheme() == "file"
+            && let Ok(root) = Url::parse(&self.child_url(dir)).map(|u| u.to_file_path())
+            && let Ok(root) = root
+        {
+            remove_empty_dirs(&root);
+        }
     }
 
     pub async fn list_sized(&self, dir: &str) -> Result<Vec<(String, u64)>> {
@@ -220,6 +227,18 @@ impl Location {
         names.sort();
         Ok(names)
     }
+}
+
+/// Removes `dir` and the folders under it that hold no file, bottom up; the rest stays.
+fn remove_empty_dirs(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Streams a local file to `path` of `store` in parts (see [`Location::upload_file`]).

@@ -26,9 +26,8 @@ use crate::metrics::{FilterPoint, ThresholdMetrics};
 use crate::{Result, TrainerError};
 
 pub const MODEL_FILE: &str = "model.txt";
-pub const MANIFEST_FILE: &str = "model-manifest.json";
+pub use rtb_model::manifest::{MANIFEST_FILE, MODELS_DIR};
 pub const LATEST: &str = "latest.json";
-pub const MODELS_DIR: &str = "models";
 
 /// What the trainer records about a model beside what a scorer reads: stored in the model
 /// manifest (`rtb_model::ModelManifest`, the one type its writer and readers share) as its

@@ -14,8 +14,8 @@ use crate::data::{Split, read_split};
 use crate::fit::{Fitted, fit};
 use crate::metrics::{Evaluation, evaluate};
 use crate::publish::{
-    Destination, MANIFEST_FILE, MODEL_FILE, MetricsSummary, ModelFiles, SplitInfo, TrainingRecord,
-    model_id, publish, sha256_hex,
+    Destination, MANIFEST_FILE, MODEL_FILE, MODELS_DIR, MetricsSummary, ModelFiles, SplitInfo,
+    TrainingRecord, model_id, publish, sha256_hex,
 };
 use crate::report::{self, PageFacts};
 use crate::source::{self, EtlRun};
@@ -144,6 +144,20 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     let params = params::resolve(&args.params, threads)?;
     let store = ParameterStore::open(&args.parameter_store).await?;
+    // found out now, not after training and committing the model
+    store.check().await?;
+    if let Ok(out) = rtb_storage::Location::parse(&args.out)
+        && let Ok(left) = rtb_storage::commit::leftovers(&out, MODELS_DIR, MANIFEST_FILE).await
+        && !left.is_empty()
+    {
+        let urls: Vec<&str> = left.iter().map(|l| l.url.as_str()).collect();
+        tracing::warn!(
+            "{} uncommitted model folder(s) (killed or failed trainings; never served): {}; `rtb-etl gc --out {}` deletes them",
+            left.len(),
+            urls.join(", "),
+            args.out
+        );
+    }
     let run = match &args.run {
         Some(location) => source::from_location(location).await?,
         None => source::from_store(&store).await?,

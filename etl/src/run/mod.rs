@@ -36,7 +36,7 @@ use rtb_features::{Dialect, EtlManifest, FeatureVocabulary};
 use rtb_storage::Location;
 use rtb_storage::commit::{CommitError, Staging};
 use sha2::{Digest, Sha256};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::ingest::{InputFile, RawLogSpec, RawLogTable};
 use crate::job::{self, Job, StepRole};
@@ -219,14 +219,31 @@ pub async fn run_with_progress(
     let input = Location::parse(&args.input)?;
     let out = Location::parse(&args.out)?;
     // found out now, not after the work: where the locations will be published
-    let store = rtb_params::ParameterStore::open(&args.parameter_store)
-        .await
-        .with_context(|| {
-            format!(
-                "the parameter store {} cannot be opened; nothing was run",
-                args.parameter_store
-            )
-        })?;
+    let store = async {
+        let store = rtb_params::ParameterStore::open(&args.parameter_store).await?;
+        store.check().await.map(|()| store)
+    }
+    .await
+    .with_context(|| {
+        format!(
+            "the parameter store {} cannot be opened; nothing was run",
+            args.parameter_store
+        )
+    })?;
+    // a killed run leaves its folder without a manifest: say where, and how to remove it
+    match crate::gc::uncommitted_runs(&out).await {
+        Ok(left) if !left.is_empty() => {
+            let list: Vec<String> = left.iter().map(crate::gc::describe).collect();
+            warn!(
+                "{} uncommitted run folder(s) under {} (killed or failed runs; never read): {}; `rtb-etl gc --out {}` deletes them",
+                left.len(),
+                args.out,
+                list.join(", "),
+                args.out
+            );
+        }
+        _ => {}
+    }
     let bid_files = list_inputs(&input, &args.bids, LogKind::Bid).await?;
     let imp_files = list_inputs(&input, &args.imps, LogKind::Imp).await?;
 

@@ -5,6 +5,7 @@ mod cluster;
 mod etl_generated;
 mod etl_golden;
 mod etl_odd_lines;
+mod faults;
 mod s3_roundtrip;
 mod scorer_parity;
 mod scorer_service;

@@ -227,6 +227,13 @@ impl Ensemble {
         if ensemble.trees.is_empty() {
             return Err(model_error("the model has no trees"));
         }
+        let declared = tree_layout(text)?.sizes.len();
+        if declared != ensemble.trees.len() {
+            return Err(model_error(format!(
+                "tree_sizes declares {declared} trees, the text holds {}",
+                ensemble.trees.len()
+            )));
+        }
         Ok(ensemble)
     }
 
@@ -321,9 +328,17 @@ impl Ensemble {
     }
 }
 
-/// The model text cut to its first `iterations` trees, everything else kept. LightGBM records
-/// each tree's length in bytes (`tree_sizes=`), which makes the cut exact.
-pub fn truncate(text: &str, iterations: usize) -> Result<String> {
+/// Where the trees sit in a model text: the `tree_sizes=` line (its span and the sizes) and
+/// the text from `Tree=0` to `end of trees`, which the sizes must cover exactly.
+struct TreeLayout {
+    sizes_line: std::ops::Range<usize>,
+    sizes: Vec<usize>,
+    trees: std::ops::Range<usize>,
+}
+
+/// Checks that the text holds every tree it declares: LightGBM writes each tree's length in
+/// bytes (`tree_sizes=`) and ends the trees with `end of trees`, so a cut or spliced file shows.
+fn tree_layout(text: &str) -> Result<TreeLayout> {
     let sizes_start = text
         .find("\ntree_sizes=")
         .map(|i| i + 1)
@@ -336,12 +351,6 @@ pub fn truncate(text: &str, iterations: usize) -> Result<String> {
         "tree_sizes",
         &text[sizes_start + "tree_sizes=".len()..sizes_end],
     )?;
-    if iterations == 0 || iterations > sizes.len() {
-        return Err(model_error(format!(
-            "cannot keep {iterations} of {} trees",
-            sizes.len()
-        )));
-    }
     let trees_start = text
         .find("\nTree=0\n")
         .map(|i| i + 1)
@@ -351,19 +360,41 @@ pub fn truncate(text: &str, iterations: usize) -> Result<String> {
         .get(trees_end..)
         .is_some_and(|t| t.starts_with("end of trees"))
     {
-        return Err(model_error(
-            "tree_sizes do not add up to the text between Tree=0 and end of trees",
-        ));
+        return Err(model_error(format!(
+            "the {} trees tree_sizes declares do not end at `end of trees` (is the file cut short?)",
+            sizes.len()
+        )));
     }
-    let kept_end = trees_start + sizes[..iterations].iter().sum::<usize>();
+    Ok(TreeLayout {
+        sizes_line: sizes_start..sizes_end,
+        sizes,
+        trees: trees_start..trees_end,
+    })
+}
+
+/// The model text cut to its first `iterations` trees, everything else kept. LightGBM records
+/// each tree's length in bytes (`tree_sizes=`), which makes the cut exact.
+pub fn truncate(text: &str, iterations: usize) -> Result<String> {
+    let TreeLayout {
+        sizes_line,
+        sizes,
+        trees,
+    } = tree_layout(text)?;
+    if iterations == 0 || iterations > sizes.len() {
+        return Err(model_error(format!(
+            "cannot keep {iterations} of {} trees",
+            sizes.len()
+        )));
+    }
+    let kept_end = trees.start + sizes[..iterations].iter().sum::<usize>();
     let kept_sizes: Vec<String> = sizes[..iterations].iter().map(usize::to_string).collect();
     let mut out = String::with_capacity(text.len());
-    out.push_str(&text[..sizes_start]);
+    out.push_str(&text[..sizes_line.start]);
     out.push_str("tree_sizes=");
     out.push_str(&kept_sizes.join(" "));
-    out.push_str(&text[sizes_end..trees_start]);
-    out.push_str(&text[trees_start..kept_end]);
-    out.push_str(&text[trees_end..]);
+    out.push_str(&text[sizes_line.end..trees.start]);
+    out.push_str(&text[trees.start..kept_end]);
+    out.push_str(&text[trees.end..]);
     Ok(out)
 }
 
@@ -461,11 +492,26 @@ mod tests {
     #[test]
     fn malformed_models_are_refused() {
         assert!(Ensemble::parse("tree\nobjective=regression\nmax_feature_idx=1\n").is_err());
-        let bad_child = "tree\nobjective=binary sigmoid:1\nmax_feature_idx=0\nfeature_names=a\n\nTree=0\n\
-                         num_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold=0.5\n\
-                         decision_type=2\nleft_child=-1\nright_child=5\nleaf_value=1 2\n";
-        assert!(Ensemble::parse(bad_child).is_err());
-        let good = bad_child.replace("right_child=5", "right_child=-2");
+        let model = |tree: &str| {
+            format!(
+                "tree\nobjective=binary sigmoid:1\nmax_feature_idx=0\nfeature_names=a\ntree_sizes={}\n\n{tree}end of trees\n",
+                tree.len()
+            )
+        };
+        let tree = "Tree=0\nnum_leaves=2\nnum_cat=0\nsplit_feature=0\nthreshold=0.5\n\
+                    decision_type=2\nleft_child=-1\nright_child=-2\nleaf_value=1 2\n\n\n";
+        assert!(Ensemble::parse(&model(&tree.replace("right_child=-2", "right_child=5"))).is_err());
+        let good = model(tree);
+        // cut short, or with the end marker gone, or declaring a tree it lacks: refused
+        assert!(Ensemble::parse(&good[..good.len() - 20]).is_err());
+        assert!(Ensemble::parse(&good.replace("end of trees", "")).is_err());
+        assert!(
+            Ensemble::parse(&good.replace(
+                &format!("tree_sizes={}", tree.len()),
+                &format!("tree_sizes={} 40", tree.len())
+            ))
+            .is_err()
+        );
         let ensemble = Ensemble::parse(&good).expect("parses");
         let mut seen = Vec::new();
         ensemble.staged_probabilities(&[0.2, 0.9], |_, p| seen = p.to_vec());

@@ -36,12 +36,13 @@ fn synthetic_model(trees: usize) -> String {
     let ranges = [7.0, 24.0, 10.0, 20_000.0, 36.0, 370.0, 7.0];
     let mut text = format!(
         "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n\
-         max_feature_idx=6\nobjective=binary sigmoid:1\nfeature_names={}\n\n",
+         max_feature_idx=6\nobjective=binary sigmoid:1\nfeature_names={}\n",
         rtb_features::contract::bid_filtering("v")
             .feature_names()
             .join(" ")
     );
     let inner = 31;
+    let mut blocks = Vec::with_capacity(trees);
     for t in 0..trees {
         let (mut features, mut thresholds, mut decisions, mut lefts, mut rights) =
             (vec![], vec![], vec![], vec![], vec![]);
@@ -64,7 +65,7 @@ fn synthetic_model(trees: usize) -> String {
         let leaves: Vec<String> = (0..32)
             .map(|_| format!("{:.6}", rng.next() * 0.2 - 0.1))
             .collect();
-        text.push_str(&format!(
+        blocks.push(format!(
             "Tree={t}\nnum_leaves=32\nnum_cat=0\nsplit_feature={}\nthreshold={}\n\
              decision_type={}\nleft_child={}\nright_child={}\nleaf_value={}\nshrinkage=0.2\n\n",
             features.join(" "),
@@ -75,6 +76,9 @@ fn synthetic_model(trees: usize) -> String {
             leaves.join(" ")
         ));
     }
+    let sizes: Vec<String> = blocks.iter().map(|b| b.len().to_string()).collect();
+    text.push_str(&format!("tree_sizes={}\n\n", sizes.join(" ")));
+    text.push_str(&blocks.concat());
     text.push_str("end of trees\n");
     text
 }

@@ -16,7 +16,7 @@ use crate::statsd::Statsd;
 pub(crate) const MODEL: &str = "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\n\
 label_index=0\nmax_feature_idx=6\nobjective=binary sigmoid:1\n\
 feature_names=dow hour IndexAdvertiserID IndexDomain IndexRegionID IndexCityID device_type_id\n\
-\nTree=0\nnum_leaves=3\nnum_cat=0\nsplit_feature=1 2\nthreshold=11.5 0.5\n\
+tree_sizes=140\n\nTree=0\nnum_leaves=3\nnum_cat=0\nsplit_feature=1 2\nthreshold=11.5 0.5\n\
 decision_type=2 2\nleft_child=-1 -2\nright_child=1 -3\nleaf_value=-1 0.5 2\n\
 \nend of trees\n";
 
@@ -331,6 +331,26 @@ async fn inconsistent_artifacts_are_refused() {
         try_load(good.clone(), &MODEL.replace("-1 0.5 2", "-1 0.5 3"), &json),
         Err(ArtifactError::ModelHash { .. })
     ));
+    // a model file cut short, or holding other than the manifest's trees, never serves, even
+    // with a manifest hash that matches it
+    let cut = &MODEL[..MODEL.len() - "\nend of trees\n".len() - 8];
+    let mut recut = good.clone();
+    recut.model_sha256 = sha256_hex(cut.as_bytes());
+    assert!(matches!(
+        try_load(recut, cut, &json),
+        Err(ArtifactError::BadModel { .. })
+    ));
+    let mut more_trees = good.clone();
+    more_trees.best_iteration = Some(2);
+    match try_load(more_trees, MODEL, &json) {
+        Err(ArtifactError::BadModel { reason, .. }) => {
+            assert!(
+                reason.contains("holds 1 trees, the manifest says 2"),
+                "{reason}"
+            )
+        }
+        other => panic!("a tree count unlike the manifest's is refused: {other:?}"),
+    }
     let tampered = json.replacen("1458", "9999", 1);
     assert!(matches!(
         try_load(good.clone(), MODEL, &tampered),

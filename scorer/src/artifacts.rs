@@ -205,6 +205,32 @@ impl LoadedModel {
             .map_err(|e| bad_model(format!("it is not utf-8 text ({e})")))?;
         let ensemble = Ensemble::parse(text).map_err(|e| bad_model(e.to_string()))?;
         check_feature_order("the model file", ensemble.feature_names(), &expected)?;
+        // the trainer publishes exactly its best iteration's trees
+        if let Some(trees) = manifest.best_iteration
+            && ensemble.iterations() != trees
+        {
+            return Err(bad_model(format!(
+                "it holds {} trees, the manifest says {trees}",
+                ensemble.iterations()
+            )));
+        }
+        // a smoke prediction: all-missing and all-zero rows give a probability
+        for row in [
+            vec![f64::NAN; ensemble.features()],
+            vec![0.0; ensemble.features()],
+        ] {
+            let p = ensemble.predict(&row);
+            if !(0.0..=1.0).contains(&p) {
+                return Err(bad_model(format!(
+                    "it predicts {p} for a row of {}, not a probability",
+                    if row[0].is_nan() {
+                        "missing values"
+                    } else {
+                        "zeros"
+                    }
+                )));
+            }
+        }
         let bad_vocabulary = |reason: String| ArtifactError::BadVocabulary {
             url: manifest.vocabulary.clone(),
             reason,

@@ -454,3 +454,88 @@ async fn artifacts_load_from_a_parameter_file_and_local_urls() {
         .expect_err("vocabulary gone");
     assert!(err.to_string().contains("vocabulary"), "{err}");
 }
+
+#[tokio::test]
+async fn a_model_not_yet_readable_is_retried_and_a_bad_one_is_remembered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let vocabulary = vocabulary();
+    let model_path = dir.path().join("models/m2/model.txt");
+    let manifest_path = dir.path().join("models/m2/model-manifest.json");
+    let vocabulary_path = dir.path().join("vocabulary.json");
+    std::fs::create_dir_all(dir.path().join("models/m2")).expect("mkdir");
+    std::fs::write(&vocabulary_path, vocabulary.to_json().expect("json")).expect("vocabulary");
+    let mut m = manifest("m2", MODEL, &vocabulary);
+    m.model = format!("file://{}", model_path.display());
+    m.vocabulary = vocabulary_path.display().to_string();
+    std::fs::write(&manifest_path, serde_json::to_vec(&m).expect("json")).expect("manifest");
+    let store =
+        rtb_params::ParameterStore::open(dir.path().join("params.json").to_str().expect("utf8"))
+            .await
+            .expect("store");
+    store
+        .put(
+            rtb_params::names::MODEL_MANIFEST,
+            &format!("file://{}", manifest_path.display()),
+        )
+        .await
+        .expect("put");
+    let state = AppState::new(
+        Some(loaded("m1")),
+        Some(store),
+        None,
+        Limits {
+            max_batch: 3,
+            max_body_bytes: 2048,
+        },
+        None,
+        Statsd::disabled(),
+    );
+    // the model file is not visible yet: a read failure, counted as such, not remembered
+    let outcome = state.reload(false).await;
+    assert!(
+        matches!(&outcome, crate::state::ReloadOutcome::Rejected(e) if e.is_transient()),
+        "{outcome:?}"
+    );
+    assert_eq!(state.metrics.reloads_unreadable(), 1);
+    assert_eq!(state.metrics.reloads(), (0, 0));
+    // it appears: the next poll takes it, without being asked
+    std::fs::write(&model_path, MODEL).expect("model");
+    assert!(matches!(
+        state.reload(false).await,
+        crate::state::ReloadOutcome::Swapped { .. }
+    ));
+    assert_eq!(state.model().expect("model").model_id(), "m2");
+
+    // content that cannot serve is refused once and remembered: polls do not retry it
+    let cut = &MODEL[..MODEL.len() - 20];
+    let bad_path = dir.path().join("models/m3/model.txt");
+    std::fs::create_dir_all(dir.path().join("models/m3")).expect("mkdir");
+    std::fs::write(&bad_path, cut).expect("model");
+    let mut bad = m.clone();
+    bad.model_id = "m3".into();
+    bad.model = format!("file://{}", bad_path.display());
+    bad.model_sha256 = sha256_hex(cut.as_bytes());
+    let bad_manifest = dir.path().join("models/m3/model-manifest.json");
+    std::fs::write(&bad_manifest, serde_json::to_vec(&bad).expect("json")).expect("manifest");
+    let store =
+        rtb_params::ParameterStore::open(dir.path().join("params.json").to_str().expect("utf8"))
+            .await
+            .expect("store");
+    store
+        .put(
+            rtb_params::names::MODEL_MANIFEST,
+            &format!("file://{}", bad_manifest.display()),
+        )
+        .await
+        .expect("put");
+    assert!(matches!(
+        state.reload(false).await,
+        crate::state::ReloadOutcome::Rejected(ArtifactError::BadModel { .. })
+    ));
+    assert!(matches!(
+        state.reload(false).await,
+        crate::state::ReloadOutcome::Unchanged { .. }
+    ));
+    assert_eq!(state.metrics.reloads(), (1, 1));
+    assert_eq!(state.model().expect("model").model_id(), "m2");
+}

@@ -78,6 +78,14 @@ pub enum ArtifactError {
     SmokePrediction { value: f64 },
 }
 
+impl ArtifactError {
+    /// A failure to read (the store or an object unreachable, not yet visible, timing out)
+    /// rather than content that cannot serve: worth retrying, never worth remembering.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ArtifactError::Read { .. } | ArtifactError::Params(_))
+    }
+}
+
 pub type Result<T, E = ArtifactError> = std::result::Result<T, E>;
 
 /// A model with everything needed to score a request, checked for consistency.
@@ -213,23 +221,6 @@ impl LoadedModel {
                 "it holds {} trees, the manifest says {trees}",
                 ensemble.iterations()
             )));
-        }
-        // a smoke prediction: all-missing and all-zero rows give a probability
-        for row in [
-            vec![f64::NAN; ensemble.features()],
-            vec![0.0; ensemble.features()],
-        ] {
-            let p = ensemble.predict(&row);
-            if !(0.0..=1.0).contains(&p) {
-                return Err(bad_model(format!(
-                    "it predicts {p} for a row of {}, not a probability",
-                    if row[0].is_nan() {
-                        "missing values"
-                    } else {
-                        "zeros"
-                    }
-                )));
-            }
         }
         let bad_vocabulary = |reason: String| ArtifactError::BadVocabulary {
             url: manifest.vocabulary.clone(),

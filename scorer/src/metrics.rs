@@ -114,6 +114,7 @@ pub struct Metrics {
     errors: [AtomicU64; ErrorKind::ALL.len()],
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
+    reloads_unreadable: AtomicU64,
 }
 
 fn get(counter: &AtomicU64) -> u64 {
@@ -145,6 +146,16 @@ impl Metrics {
         } else {
             self.reloads_failed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A reload that could not read the store or an artifact (retried, then left for the next
+    /// poll): not a rejected model.
+    pub fn reload_unreadable(&self) {
+        self.reloads_unreadable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reloads_unreadable(&self) -> u64 {
+        get(&self.reloads_unreadable)
     }
 
     pub fn reloads(&self) -> (u64, u64) {
@@ -246,7 +257,7 @@ impl Metrics {
         }
         writeln!(
             out,
-            "# HELP rtb_scorer_model_reloads_total Model reloads by outcome; a failed one keeps the old model serving."
+            "# HELP rtb_scorer_model_reloads_total Model reloads by outcome: failure is a refused model (kept out, not retried), read_error a store or artifact that could not be read (retried); either way the old model keeps serving."
         )?;
         writeln!(out, "# TYPE rtb_scorer_model_reloads_total counter")?;
         writeln!(
@@ -258,6 +269,11 @@ impl Metrics {
             out,
             "rtb_scorer_model_reloads_total{{outcome=\"failure\"}} {}",
             get(&self.reloads_failed)
+        )?;
+        writeln!(
+            out,
+            "rtb_scorer_model_reloads_total{{outcome=\"read_error\"}} {}",
+            get(&self.reloads_unreadable)
         )?;
         writeln!(
             out,

@@ -32,10 +32,14 @@ pub struct AppState {
     pub limits: Limits,
     pub admin_token: Option<String>,
     store: Option<ParameterStore>,
-    /// Serialises reloads, and remembers the last manifest that failed so polling does not
-    /// retry (and re-count) the same bad model every interval.
+    /// Serialises reloads, and remembers the last manifest whose content was refused so polling
+    /// does not retry (and re-count) the same bad model every interval; a manifest that could
+    /// not be read is not remembered.
     reload: Mutex<Option<String>>,
 }
+
+/// Pauses between the attempts to read a new model's artifacts.
+const RELOAD_RETRY_PAUSES_MS: [u64; 3] = [200, 800, 2000];
 
 /// What a reload did.
 #[derive(Debug)]
@@ -117,11 +121,8 @@ impl AppState {
             Ok(url) => url,
             Err(err) => {
                 warn!(error = %err, "cannot read the model pointer; the current model keeps serving");
-                // a poll that cannot reach the store is not a rejected model; an asked-for
-                // reload that fails is
-                if force {
-                    self.metrics.reloaded(false);
-                }
+                // a store that cannot be reached is not a rejected model: the next poll retries
+                self.metrics.reload_unreadable();
                 return ReloadOutcome::Rejected(err);
             }
         };
@@ -133,7 +134,20 @@ impl AppState {
                 model_id: current.map(|m| m.model_id().to_owned()),
             };
         }
-        match artifacts::load(&url, self.time_zone).await {
+        // a read failure (an object not yet visible, a 5xx, a timeout) is retried with backoff
+        // and never remembered; only content that cannot serve is
+        let mut loaded = artifacts::load(&url, self.time_zone).await;
+        for pause_ms in RELOAD_RETRY_PAUSES_MS {
+            match &loaded {
+                Err(err) if err.is_transient() => {
+                    warn!(manifest = %url, error = %err, retry_in_ms = pause_ms, "cannot read the new model; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(pause_ms)).await;
+                    loaded = artifacts::load(&url, self.time_zone).await;
+                }
+                _ => break,
+            }
+        }
+        match loaded {
             Ok(model) => {
                 let to = model.model_id().to_owned();
                 let from = self.swap(model);
@@ -141,6 +155,11 @@ impl AppState {
                 self.metrics.reloaded(true);
                 info!(from = from.as_deref().unwrap_or("none"), to = %to, "serving a new model");
                 ReloadOutcome::Swapped { from, to }
+            }
+            Err(err) if err.is_transient() => {
+                self.metrics.reload_unreadable();
+                warn!(manifest = %url, error = %err, "cannot read the new model; the current one keeps serving and the next poll retries");
+                ReloadOutcome::Rejected(err)
             }
             Err(err) => {
                 self.metrics.reloaded(false);

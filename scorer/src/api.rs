@@ -43,6 +43,7 @@ fn status(kind: ErrorKind) -> StatusCode {
         | ErrorKind::MissingField
         | ErrorKind::InvalidValue => StatusCode::BAD_REQUEST,
         ErrorKind::BodyTooLarge | ErrorKind::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorKind::AdminDisabled => StatusCode::FORBIDDEN,
@@ -72,6 +73,7 @@ async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
     limit: usize,
+    deadline: std::time::Duration,
 ) -> Result<BytesMut, DecodeError> {
     let too_large = |size: String| {
         DecodeError::new(
@@ -90,19 +92,34 @@ async fn read_body(
         return Err(too_large(length.to_string()));
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024).min(limit));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| {
-            DecodeError::new(
-                ErrorKind::MalformedJson,
-                format!("the body cannot be read: {e}"),
-            )
-        })?;
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(format!("more than {limit}")));
+    // a client that sends its headers and then trickles (or never sends) the body would hold a
+    // socket forever: the whole body must arrive within the deadline
+    let reading = async {
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| {
+                DecodeError::new(
+                    ErrorKind::MalformedJson,
+                    format!("the body cannot be read: {e}"),
+                )
+            })?;
+            if body.len() + chunk.len() > limit {
+                return Err(too_large(format!("more than {limit}")));
+            }
+            body.extend_from_slice(&chunk);
         }
-        body.extend_from_slice(&chunk);
+        Ok(())
+    };
+    match tokio::time::timeout(deadline, reading).await {
+        Ok(read) => read.map(|()| body),
+        Err(_) => Err(DecodeError::new(
+            ErrorKind::BodyTimeout,
+            format!(
+                "the body did not arrive within {} ms ({} bytes came)",
+                deadline.as_millis(),
+                body.len()
+            ),
+        )),
     }
-    Ok(body)
 }
 
 /// Counts and answers a scoring request: `Ok((rows, json))` or the error.
@@ -172,7 +189,13 @@ struct ScoreAnswer<'a> {
 async fn score(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let started = Instant::now();
     let result = async {
-        let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+        let body = read_body(
+            &req,
+            payload,
+            state.limits.max_body_bytes,
+            state.limits.body_timeout,
+        )
+        .await?;
         let guard = state.model_guard();
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
         let mut rows = model.rows(1);
@@ -225,7 +248,13 @@ fn items<'a>(
 async fn score_batch(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let started = Instant::now();
     let result = async {
-        let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+        let body = read_body(
+            &req,
+            payload,
+            state.limits.max_body_bytes,
+            state.limits.body_timeout,
+        )
+        .await?;
         let guard = state.model_guard();
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
         let mut rows = model.rows(16);
@@ -265,7 +294,13 @@ struct OpenRtbScored<'a> {
 async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let started = Instant::now();
     let result = async {
-        let body = read_body(&req, payload, state.limits.max_body_bytes).await?;
+        let body = read_body(
+            &req,
+            payload,
+            state.limits.max_body_bytes,
+            state.limits.body_timeout,
+        )
+        .await?;
         let request = decode::openrtb_request(&body, state.limits.max_batch)?;
         let at = match request.timestamp() {
             None => chrono::Utc::now(),

@@ -83,6 +83,7 @@ fn state(model: Option<LoadedModel>) -> web::Data<AppState> {
         Limits {
             max_batch: 3,
             max_body_bytes: 2048,
+            body_timeout: std::time::Duration::from_millis(300),
         },
         Some("s3cret".to_owned()),
         Statsd::disabled(),
@@ -486,6 +487,7 @@ async fn a_model_not_yet_readable_is_retried_and_a_bad_one_is_remembered() {
         Limits {
             max_batch: 3,
             max_body_bytes: 2048,
+            body_timeout: std::time::Duration::from_millis(300),
         },
         None,
         Statsd::disabled(),

@@ -42,10 +42,11 @@ pub enum ErrorKind {
     NotFound = 9,
     ModelRejected = 10,
     Internal = 11,
+    BodyTimeout = 12,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 12] = [
+    pub const ALL: [ErrorKind; 13] = [
         ErrorKind::MalformedJson,
         ErrorKind::WrongType,
         ErrorKind::MissingField,
@@ -58,6 +59,7 @@ impl ErrorKind {
         ErrorKind::NotFound,
         ErrorKind::ModelRejected,
         ErrorKind::Internal,
+        ErrorKind::BodyTimeout,
     ];
 
     pub fn label(self) -> &'static str {
@@ -74,6 +76,7 @@ impl ErrorKind {
             ErrorKind::NotFound => "not_found",
             ErrorKind::ModelRejected => "model_rejected",
             ErrorKind::Internal => "internal",
+            ErrorKind::BodyTimeout => "body_timeout",
         }
     }
 }

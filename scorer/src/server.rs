@@ -24,8 +24,8 @@ pub struct ServeArgs {
         default_value = "data/parameter-store.json"
     )]
     pub parameter_store: String,
-    /// Address to listen on.
-    #[arg(long, env = "RTB_LISTEN", default_value = "0.0.0.0:8080")]
+    /// Address to listen on; loopback by default (the container images listen on 0.0.0.0).
+    #[arg(long, env = "RTB_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
     /// HTTP worker threads (default: the number of cores).
     #[arg(long, env = "RTB_WORKERS")]
@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes.
     #[arg(long, env = "RTB_MAX_BODY_BYTES", default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Milliseconds a request body may take to arrive after its headers; a slower client is
+    /// answered 408 and its connection closed, so trickling clients cannot hold sockets.
+    #[arg(long, env = "RTB_BODY_TIMEOUT_MS", default_value_t = 5000)]
+    pub body_timeout_ms: u64,
     /// Time zone of the model's day of week and hour, for OpenRTB requests: an IANA name
     /// (Asia/Shanghai, the iPinYou exchange's), UTC, or a fixed offset (+08:00). By default the
     /// zone the model's feature contract names (the zone of the logs it was trained on).
@@ -116,6 +120,7 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let limits = Limits {
         max_batch: args.max_batch,
         max_body_bytes: args.max_body_bytes,
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
     };
     let state = web::Data::new(AppState::new(
         model,

@@ -20,6 +20,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: usize,
+    /// Longest a request body may take to arrive once its headers have.
+    pub body_timeout: std::time::Duration,
 }
 
 pub struct AppState {

@@ -7,6 +7,7 @@ mod etl_golden;
 mod etl_odd_lines;
 mod faults;
 mod s3_roundtrip;
+mod scorer_hostile;
 mod scorer_parity;
 mod scorer_service;
 mod scorer_support;

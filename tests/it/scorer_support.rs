@@ -262,7 +262,8 @@ pub fn manifest(
         "vocabulary_version": vocabulary_version,
         "vocabulary": vocabulary_url,
         "contract": rtb_features::contract::bid_filtering(vocabulary_version),
-        "best_iteration": 1,
+        // the trainer publishes its best iteration's trees, so the file holds that many
+        "best_iteration": rtb_model::Ensemble::parse(model_text).map_or(1, |e| e.iterations()),
         "created_at": "2026-11-26T17:00:00Z",
     })
 }

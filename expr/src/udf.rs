@@ -226,12 +226,24 @@ thread_local! {
     static UA_CACHE: RefCell<HashMap<String, i32>> = RefCell::new(HashMap::new());
 }
 
+thread_local! {
+    /// The last agent too long for the cache: the impressions of one OpenRTB request share
+    /// their agent, which is then classified once, not once per impression.
+    static LAST_LONG_UA: RefCell<(String, i32)> = const { RefCell::new((String::new(), 0)) };
+}
+
 pub(crate) fn cached_device_type(ua: Option<&str>) -> i32 {
     let Some(ua) = ua else {
         return i32::from(device_type(None).id());
     };
     if ua.len() > UA_CACHE_MAX_LEN {
-        return i32::from(device_type(Some(ua)).id());
+        return LAST_LONG_UA.with(|last| {
+            let mut last = last.borrow_mut();
+            if last.0 != ua {
+                *last = (ua.to_owned(), i32::from(device_type(Some(ua)).id()));
+            }
+            last.1
+        });
     }
     UA_CACHE.with(|cache| {
         let mut cache = cache.borrow_mut();

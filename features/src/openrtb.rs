@@ -16,6 +16,7 @@
 //! one with `-- openrtb: field = source`. Everything else an exchange sends is ignored.
 
 use serde_json::{Map, Value};
+use std::borrow::Cow;
 use thiserror::Error;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -212,18 +213,31 @@ impl OpenRtbRequest {
     /// The value `source` names for impression `imp`; `None` when no alternative is present
     /// (json null counts as absent).
     pub fn value(&self, source: &Source, imp: usize, context: &Context<'_>) -> Option<Value> {
+        self.value_ref(source, imp, context).map(Cow::into_owned)
+    }
+
+    /// [`Self::value`] borrowed from the request where it is in it: a request-level field
+    /// (the user agent, the domain) is read, not copied, for each of many impressions.
+    pub fn value_ref(
+        &self,
+        source: &Source,
+        imp: usize,
+        context: &Context<'_>,
+    ) -> Option<Cow<'_, Value>> {
         for part in &source.0 {
             let found = match part {
-                Part::Id => self.imp_key(imp).map(Value::String),
-                Part::DayOfWeek => Some(Value::from(context.day_of_week)),
-                Part::Hour => Some(Value::from(context.hour)),
-                Part::Timestamp => Some(Value::from(context.timestamp)),
+                Part::Id => self.imp_key(imp).map(|k| Cow::Owned(Value::String(k))),
+                Part::DayOfWeek => Some(Cow::Owned(Value::from(context.day_of_week))),
+                Part::Hour => Some(Cow::Owned(Value::from(context.hour))),
+                Part::Timestamp => Some(Cow::Owned(Value::from(context.timestamp))),
                 Part::Query(name) => context
                     .query
                     .iter()
                     .find(|(k, _)| k == name)
-                    .map(|(_, v)| Value::String(v.clone())),
-                Part::Path { imp: in_imp, keys } => self.path(*in_imp, keys, imp),
+                    .map(|(_, v)| Cow::Owned(Value::String(v.clone()))),
+                Part::Path { imp: in_imp, keys } => {
+                    self.path(*in_imp, keys, imp).map(Cow::Borrowed)
+                }
             };
             if found.is_some() {
                 return found;
@@ -234,7 +248,7 @@ impl OpenRtbRequest {
 }
 
 impl OpenRtbRequest {
-    fn path(&self, in_imp: bool, keys: &[String], imp: usize) -> Option<Value> {
+    fn path(&self, in_imp: bool, keys: &[String], imp: usize) -> Option<&Value> {
         let (mut at, rest) = if in_imp {
             (self.root.get("imp")?.get(imp)?, keys)
         } else {
@@ -243,7 +257,7 @@ impl OpenRtbRequest {
         for key in rest {
             at = at.get(key)?;
         }
-        (!at.is_null()).then(|| at.clone())
+        (!at.is_null()).then_some(at)
     }
 }
 

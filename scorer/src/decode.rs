@@ -79,6 +79,15 @@ enum Scalar<'de> {
 
 impl Scalar<'_> {
     /// An owned json value (an OpenRTB field's), moved rather than copied.
+    /// A json value borrowed where it can be: strings of the request are not copied.
+    fn from_json_cow<'de>(value: Cow<'de, Value>) -> Scalar<'de> {
+        match value {
+            Cow::Borrowed(Value::String(s)) => Scalar::Str(Cow::Borrowed(s)),
+            Cow::Borrowed(other) => Scalar::from_json(other.clone()),
+            Cow::Owned(v) => Scalar::from_json(v),
+        }
+    }
+
     fn from_json(value: Value) -> Scalar<'static> {
         match value {
             Value::Null => Scalar::Null,
@@ -170,6 +179,10 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
     }
 }
 
+/// The longest text a request field may hold. Real user agents, domains and ids are far shorter;
+/// the bound keeps each field's work (the device type of a user agent) small.
+pub const MAX_FIELD_BYTES: usize = 8192;
+
 impl<'de> Scalar<'de> {
     /// The value a field of `field_type` holds; `lenient` also reads numbers written as
     /// strings (OpenRTB).
@@ -180,6 +193,17 @@ impl<'de> Scalar<'de> {
                 format!("{name} is {}; it must be {expected} or null", value.shown()),
             )
         };
+        if let Scalar::Str(text) = &self
+            && text.len() > MAX_FIELD_BYTES
+        {
+            return Err(DecodeError::new(
+                ErrorKind::InvalidValue,
+                format!(
+                    "{name} is {} bytes; at most {MAX_FIELD_BYTES} are accepted",
+                    text.len()
+                ),
+            ));
+        }
         Ok(match (field_type, self) {
             (_, Scalar::Null) => Scalar::Null,
             (FieldType::String, s @ Scalar::Str(_)) => s,
@@ -413,7 +437,7 @@ impl<'a, 'b> RequestRows<'a, 'b> {
     /// One OpenRTB impression, each field read from its source.
     pub fn push_openrtb(
         &mut self,
-        request: &OpenRtbRequest,
+        request: &'b OpenRtbRequest,
         imp: usize,
         sources: &[Option<Source>],
         context: &Context<'_>,
@@ -421,8 +445,11 @@ impl<'a, 'b> RequestRows<'a, 'b> {
         let key = request.imp_key(imp).unwrap_or_default();
         let start = self.cells.len();
         for ((name, field_type), source) in self.layout.fields.iter().zip(sources) {
-            let value = match source.as_ref().and_then(|s| request.value(s, imp, context)) {
-                Some(value) => Scalar::from_json(value)
+            let value = match source
+                .as_ref()
+                .and_then(|s| request.value_ref(s, imp, context))
+            {
+                Some(value) => Scalar::from_json_cow(value)
                     .typed(name, *field_type, true)
                     .map_err(|e| e.at(&format!("imp[{imp}] field {name}"))),
                 None => Ok(Scalar::Null),

@@ -1,6 +1,7 @@
 //! The real `rtb-scorer` under hostile clients: many connections that send their headers and
 //! then trickle a partial body must each get a 408 and lose their socket, while ordinary
-//! requests keep being answered, and every one is counted.
+//! requests keep being answered, and every one is counted; an OpenRTB request amplifying its
+//! shared fields over 1,000 impressions is bounded.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -101,6 +102,40 @@ fn slow_bodies_are_cut_off_and_good_requests_still_served() {
     let (status, answer) = call(port, "POST", "/v1/score", &[], &body).expect("answered");
     assert_eq!(status, 200);
     assert!(json(&answer)["likelihood"].is_number());
+
+    // OpenRTB amplification: 1,000 impressions sharing agent and domain at the field limit,
+    // near the 1 MiB body limit; the shared fields are read and classified once, not per
+    // impression
+    let long = |c: char| {
+        let mut ua = String::from("Mozilla/5.0 (Windows NT 6.1) ");
+        ua.extend(std::iter::repeat_n(c, 8192 - ua.len()));
+        ua
+    };
+    let openrtb = |ua: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "id": "amplify",
+            "imp": (0..1000).map(|i| serde_json::json!({"id": i.to_string()})).collect::<Vec<_>>(),
+            "site": {"domain": long('d')},
+            "device": {"ua": ua, "geo": {"region": 1, "city": "1"}},
+        }))
+        .expect("json")
+    };
+    let (status, answer) =
+        call(port, "POST", "/v1/openrtb", &[], &openrtb(&long('x'))).expect("answered");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(json(&answer)["imp"].as_array().map(Vec::len), Some(1000));
+    // a field beyond the limit is refused, naming it, before any impression is scored
+    let (status, answer) = call(
+        port,
+        "POST",
+        "/v1/openrtb",
+        &[],
+        &openrtb(&format!("{}x", long('x'))),
+    )
+    .expect("answered");
+    assert_eq!(status, 400);
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.contains("8193 bytes; at most 8192"), "{text}");
     process.terminate();
     assert!(process.wait_exit(Duration::from_secs(30)).success());
 }

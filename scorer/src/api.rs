@@ -44,6 +44,7 @@ fn status(kind: ErrorKind) -> StatusCode {
         | ErrorKind::InvalidValue => StatusCode::BAD_REQUEST,
         ErrorKind::BodyTooLarge | ErrorKind::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+        ErrorKind::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorKind::AdminDisabled => StatusCode::FORBIDDEN,
@@ -374,9 +375,14 @@ async fn model_info(state: State) -> HttpResponse {
         .columns()
         .map(|(name, indexer)| (name.to_owned(), json!(indexer.labels().len())))
         .collect();
+    // where the artifacts are stored is the operator's business, not every caller's
+    let mut manifest = serde_json::to_value(&model.manifest).unwrap_or_default();
+    if let Some(fields) = manifest.as_object_mut() {
+        fields.remove("model");
+        fields.remove("vocabulary");
+    }
     HttpResponse::Ok().json(json!({
         "modelVersion": model.model_id(),
-        "manifestUrl": model.manifest_url,
         "loadedAt": model.loaded_at.to_rfc3339(),
         "trees": model.ensemble.iterations(),
         "features": model.manifest.features,
@@ -384,7 +390,7 @@ async fn model_info(state: State) -> HttpResponse {
         "timeZone": model.manifest.contract.time_zone,
         "vocabularyVersion": model.vocabulary.version,
         "vocabularySizes": sizes,
-        "manifest": model.manifest,
+        "manifest": manifest,
     }))
 }
 
@@ -438,12 +444,19 @@ async fn admin_reload(req: HttpRequest, state: State) -> HttpResponse {
             "the admin api is off; start the scorer with --admin-token (RTB_ADMIN_TOKEN) to use it",
         ));
     };
+    if let Some(wait) = state.admin_locked_out() {
+        return fail(DecodeError::new(
+            ErrorKind::TooManyAttempts,
+            format!("too many failed admin attempts; try again in {wait} s"),
+        ));
+    }
     let given = req
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     if !given.is_some_and(|g| same_secret(g.trim().as_bytes(), expected.as_bytes())) {
+        state.admin_failed();
         return fail(DecodeError::new(
             ErrorKind::Unauthorized,
             "send the admin token as Authorization: Bearer <token>",

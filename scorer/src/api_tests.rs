@@ -230,6 +230,9 @@ async fn readiness_follows_the_model_and_shutdown() {
     );
     let info: Value = test::call_and_read_body_json(&app, get("/v1/model")).await;
     assert_eq!(info["modelVersion"], "m2");
+    // no storage location is shown to callers
+    assert!(info.get("manifestUrl").is_none(), "{info}");
+    assert!(!info.to_string().contains("memory://"), "{info}");
     assert_eq!(
         info["features"],
         json!(rtb_features::contract::bid_filtering("v").feature_names())
@@ -284,6 +287,14 @@ async fn admin_reload_needs_the_token() {
     let body: Value = test::call_and_read_body_json(&app, reload(Some("s3cret"))).await;
     assert_eq!(body["outcome"], "unchanged");
     assert_eq!(body["modelVersion"], "m1");
+    // guessing is limited: after 10 failures in a minute even the right token waits
+    for _ in 0..8 {
+        test::call_service(&app, reload(Some("guess"))).await;
+    }
+    let locked = test::call_service(&app, reload(Some("s3cret"))).await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    let body: Value = test::read_body_json(locked).await;
+    assert_eq!(body["error"], "too_many_attempts");
 }
 
 // `test` here is actix-web's module, so its attribute macro: the test is async

@@ -43,10 +43,11 @@ pub enum ErrorKind {
     ModelRejected = 10,
     Internal = 11,
     BodyTimeout = 12,
+    TooManyAttempts = 13,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 13] = [
+    pub const ALL: [ErrorKind; 14] = [
         ErrorKind::MalformedJson,
         ErrorKind::WrongType,
         ErrorKind::MissingField,
@@ -60,6 +61,7 @@ impl ErrorKind {
         ErrorKind::ModelRejected,
         ErrorKind::Internal,
         ErrorKind::BodyTimeout,
+        ErrorKind::TooManyAttempts,
     ];
 
     pub fn label(self) -> &'static str {
@@ -77,6 +79,7 @@ impl ErrorKind {
             ErrorKind::ModelRejected => "model_rejected",
             ErrorKind::Internal => "internal",
             ErrorKind::BodyTimeout => "body_timeout",
+            ErrorKind::TooManyAttempts => "too_many_attempts",
         }
     }
 }

@@ -59,8 +59,8 @@ pub struct ServeArgs {
     #[arg(long, env = "RTB_START_UNREADY")]
     pub start_unready: bool,
     /// Seconds between readiness going false on SIGTERM and the listener closing, so a load
-    /// balancer stops sending traffic first.
-    #[arg(long, env = "RTB_DRAIN_SECONDS", default_value_t = 0)]
+    /// balancer stops sending traffic first; answers in that time carry `Connection: close`.
+    #[arg(long, env = "RTB_DRAIN_SECONDS", default_value_t = 5)]
     pub drain_seconds: u64,
     /// Seconds in-flight requests get to finish after the listener closes.
     #[arg(long, env = "RTB_SHUTDOWN_TIMEOUT", default_value_t = 25)]
@@ -88,7 +88,13 @@ pub enum ServeError {
     Server(std::io::Error),
     #[error("cannot watch for SIGTERM: {0}")]
     Signal(std::io::Error),
+    #[error(
+        "the admin token has {length} characters; use at least {MIN_ADMIN_TOKEN_LEN} (e.g. `openssl rand -hex 16`), or none to keep the admin API off"
+    )]
+    WeakAdminToken { length: usize },
 }
+
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
 /// Loads the model the parameter store names and serves it until SIGTERM or SIGINT.
 pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
@@ -122,12 +128,26 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         max_body_bytes: args.max_body_bytes,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
     };
+    // compared with the presented token, which is trimmed too
+    let admin_token = args
+        .admin_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    if let Some(token) = &admin_token
+        && token.len() < MIN_ADMIN_TOKEN_LEN
+    {
+        return Err(ServeError::WeakAdminToken {
+            length: token.len(),
+        });
+    }
     let state = web::Data::new(AppState::new(
         model,
         Some(store),
         time_zone,
         limits,
-        args.admin_token.clone().filter(|t| !t.is_empty()),
+        admin_token,
         statsd,
     ));
     let workers = args
@@ -135,9 +155,25 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
     let app_state = state.clone();
     let server = HttpServer::new(move || {
+        let draining = app_state.clone();
         App::new()
             .app_data(app_state.clone())
             .configure(api::configure)
+            // while draining, each answer asks its client to reconnect (to another instance),
+            // so keep-alive connections leave before the listener closes
+            .wrap_fn(move |req, srv| {
+                let draining = draining.clone();
+                let answer = actix_web::dev::Service::call(srv, req);
+                async move {
+                    let mut res = answer.await?;
+                    if draining.shutting_down() {
+                        res.response_mut()
+                            .head_mut()
+                            .set_connection_type(actix_web::http::ConnectionType::Close);
+                    }
+                    Ok(res)
+                }
+            })
     })
     .workers(workers)
     .shutdown_timeout(args.shutdown_timeout)

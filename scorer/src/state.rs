@@ -38,7 +38,14 @@ pub struct AppState {
     /// does not retry (and re-count) the same bad model every interval; a manifest that could
     /// not be read is not remembered.
     reload: Mutex<Option<String>>,
+    /// Failed admin attempts in the current window, and when that window started.
+    admin_failures: std::sync::Mutex<(u32, Option<std::time::Instant>)>,
 }
+
+/// Failed admin attempts allowed per window before the admin API refuses every attempt until
+/// the window ends: guessing a token over the network stays hopeless.
+const ADMIN_FAILURES_ALLOWED: u32 = 10;
+const ADMIN_FAILURE_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Pauses between the attempts to read a new model's artifacts.
 const RELOAD_RETRY_PAUSES_MS: [u64; 3] = [200, 800, 2000];
@@ -77,6 +84,7 @@ impl AppState {
             admin_token,
             store,
             reload: Mutex::new(None),
+            admin_failures: std::sync::Mutex::new((0, None)),
         }
     }
 
@@ -88,6 +96,30 @@ impl AppState {
     /// Cheaper than [`Self::model`] for one short request: no reference count is taken.
     pub fn model_guard(&self) -> arc_swap::Guard<Option<Arc<LoadedModel>>> {
         self.model.load()
+    }
+
+    pub fn admin_failed(&self) {
+        let mut f = self
+            .admin_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if f.1
+            .is_none_or(|start| start.elapsed() >= ADMIN_FAILURE_WINDOW)
+        {
+            *f = (0, Some(std::time::Instant::now()));
+        }
+        f.0 += 1;
+    }
+
+    /// Seconds left in a lockout after too many failed admin attempts.
+    pub fn admin_locked_out(&self) -> Option<u64> {
+        let f = self
+            .admin_failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let start = f.1?;
+        let left = ADMIN_FAILURE_WINDOW.checked_sub(start.elapsed())?;
+        (f.0 >= ADMIN_FAILURES_ALLOWED).then(|| left.as_secs().max(1))
     }
 
     pub fn ready(&self) -> bool {

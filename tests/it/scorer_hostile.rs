@@ -40,6 +40,28 @@ fn slow_bodies_are_cut_off_and_good_requests_still_served() {
     put_params(&params, &[(names::MODEL_MANIFEST, &m1)]);
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
+    // a guessable admin token is refused at start, not served
+    let mut weak = spawn(
+        &workspace_binary("rtb-scorer"),
+        &[
+            "serve",
+            "--parameter-store",
+            params.to_str().expect("utf8"),
+            "--listen",
+            &listen,
+            "--admin-token",
+            " short ",
+        ],
+        &[],
+        &dir.path().join("weak.log"),
+    );
+    assert!(!weak.wait_exit(Duration::from_secs(60)).success());
+    assert!(
+        weak.log_text()
+            .contains("the admin token has 5 characters; use at least 16"),
+        "{}",
+        weak.log_text()
+    );
     let mut process = spawn(
         &workspace_binary("rtb-scorer"),
         &[

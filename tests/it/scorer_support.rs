@@ -101,19 +101,28 @@ pub fn wait_for(process: &mut Process, port: u16, path: &str, timeout: Duration)
     }
 }
 
-/// One keep-alive HTTP/1.1 connection.
+/// One keep-alive HTTP/1.1 connection, reopened when the server answers `Connection: close`
+/// (as the scorer does while draining), as a well-behaved client does.
 pub struct Http {
     reader: BufReader<TcpStream>,
+    port: u16,
+    closed: bool,
 }
 
 impl Http {
     pub fn connect(port: u16) -> std::io::Result<Http> {
+        Ok(Http {
+            reader: BufReader::new(Self::open(port)?),
+            port,
+            closed: false,
+        })
+    }
+
+    fn open(port: u16) -> std::io::Result<TcpStream> {
         let stream = TcpStream::connect(("127.0.0.1", port))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Http {
-            reader: BufReader::new(stream),
-        })
+        Ok(stream)
     }
 
     /// Sends one request and reads the response: status and body.
@@ -132,6 +141,10 @@ impl Http {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
+        if self.closed {
+            self.reader = BufReader::new(Self::open(self.port)?);
+            self.closed = false;
+        }
         let stream = self.reader.get_mut();
         stream.write_all(head.as_bytes())?;
         stream.write_all(body)?;
@@ -155,10 +168,15 @@ impl Http {
             if header.is_empty() {
                 break;
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-length")
-            {
-                length = value.trim().parse().unwrap_or(0);
+            if let Some((name, value)) = header.split_once(':') {
+                if name.eq_ignore_ascii_case("content-length") {
+                    length = value.trim().parse().unwrap_or(0);
+                }
+                if name.eq_ignore_ascii_case("connection")
+                    && value.trim().eq_ignore_ascii_case("close")
+                {
+                    self.closed = true;
+                }
             }
         }
         let mut body = vec![0u8; length];

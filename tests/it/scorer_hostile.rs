@@ -161,3 +161,178 @@ fn slow_bodies_are_cut_off_and_good_requests_still_served() {
     process.terminate();
     assert!(process.wait_exit(Duration::from_secs(30)).success());
 }
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// 60 s of 2,000 requests/s, one in twenty of them bad, and a new model every 10 s: no good
+/// request fails, every bad one is answered 4xx and counted, and memory stays flat.
+#[test]
+fn a_minute_of_mixed_load_and_reloads_fails_no_good_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("store");
+    let base = format!("file://{}", root.display());
+    let vocabulary = vocabulary(8);
+    std::fs::create_dir_all(&root).expect("root");
+    std::fs::write(
+        root.join("vocabulary.json"),
+        vocabulary.to_json().expect("json"),
+    )
+    .expect("vocabulary");
+    let vocabulary_url = format!("{base}/vocabulary.json");
+    let (x, y) = synthetic_rows(2000, 8, 5);
+    let models: Vec<String> = [10, 20]
+        .iter()
+        .map(|n| train(&x, &y, *n).save_string().expect("text"))
+        .collect();
+    let params = dir.path().join("params.json");
+    let m0 = publish_files(
+        &root,
+        &base,
+        "m0",
+        &models[0],
+        &vocabulary_url,
+        &vocabulary.version,
+    );
+    put_params(&params, &[(names::MODEL_MANIFEST, &m0)]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut process = spawn(
+        &workspace_binary("rtb-scorer"),
+        &[
+            "serve",
+            "--parameter-store",
+            params.to_str().expect("utf8"),
+            "--listen",
+            &listen,
+            "--workers",
+            "2",
+            "--reload-interval",
+            "1",
+        ],
+        &[],
+        &dir.path().join("scorer.log"),
+    );
+    wait_for(&mut process, port, "/readyz", Duration::from_secs(60));
+    let pid = process.child.id();
+
+    const SECONDS: u64 = 60;
+    const CLIENTS: u64 = 4;
+    const PER_CLIENT: u64 = 500; // per second
+    let stop_at = Instant::now() + Duration::from_secs(SECONDS);
+    let bad_bodies: [&[u8]; 4] = [
+        b"{\"bidId\":",
+        b"{\"hour\":\"seven\"}",
+        b"[1,2,3]",
+        b"{\"dayOfWeek\": 1e999}",
+    ];
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut http = crate::scorer_support::Http::connect(port).expect("connects");
+                let (mut good, mut bad, mut failures) = (0u64, 0u64, Vec::new());
+                let mut next = Instant::now();
+                let mut i = c;
+                while Instant::now() < stop_at {
+                    let is_bad = i % 20 == 0;
+                    let body = if is_bad {
+                        bad_bodies[(i / 20 % 4) as usize].to_vec()
+                    } else {
+                        serde_json::to_vec(&request(i as usize)).expect("json")
+                    };
+                    match http.request("POST", "/v1/score", &[], &body) {
+                        Ok((200, _)) if !is_bad => good += 1,
+                        Ok((status, _)) if is_bad && (400..500).contains(&status) => bad += 1,
+                        Ok((status, answer)) => failures.push(format!(
+                            "bad={is_bad} {status}: {}",
+                            String::from_utf8_lossy(&answer)
+                        )),
+                        Err(err) => {
+                            failures.push(err.to_string());
+                            http = crate::scorer_support::Http::connect(port).expect("reconnects");
+                        }
+                    }
+                    i += CLIENTS;
+                    next += Duration::from_micros(1_000_000 / PER_CLIENT);
+                    if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+                (good, bad, failures)
+            })
+        })
+        .collect();
+    // a new model every 10 s, and the memory after warming up
+    let mut rss = Vec::new();
+    for round in 1..SECONDS / 10 {
+        std::thread::sleep(Duration::from_secs(10));
+        rss.push(rss_kib(pid));
+        let id = format!("m{round}");
+        let url = publish_files(
+            &root,
+            &base,
+            &id,
+            &models[(round % 2) as usize],
+            &vocabulary_url,
+            &vocabulary.version,
+        );
+        put_params(&params, &[(names::MODEL_MANIFEST, &url)]);
+    }
+    let (mut good, mut bad) = (0, 0);
+    for client in clients {
+        let (g, b, failures) = client.join().expect("client");
+        assert!(
+            failures.is_empty(),
+            "{} failures: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        good += g;
+        bad += b;
+    }
+    rss.push(rss_kib(pid));
+    let total = good + bad;
+    assert!(
+        total >= SECONDS * CLIENTS * PER_CLIENT * 9 / 10,
+        "the load ran: {total} requests"
+    );
+    let (_, metrics) = call(port, "GET", "/metrics", &[], b"").expect("metrics");
+    let metrics = String::from_utf8_lossy(&metrics);
+    let errors: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("rtb_scorer_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(
+        errors, bad,
+        "every bad request counted, nothing else:\n{metrics}"
+    );
+    let reloads = metrics
+        .lines()
+        .find(|l| l.starts_with("rtb_scorer_model_reloads_total{outcome=\"success\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(
+        reloads >= SECONDS / 10 - 2,
+        "models swapped in under load: {reloads}"
+    );
+    // warmed up after 10 s; then flat (allocator noise aside)
+    let (first, last) = (rss[0], *rss.last().expect("rss"));
+    assert!(
+        last <= first + first / 5 + 8 * 1024,
+        "memory grew from {first} KiB to {last} KiB: {rss:?}"
+    );
+    eprintln!(
+        "soak: {good} good and {bad} bad requests in {SECONDS} s, {reloads} reloads, rss KiB {rss:?}"
+    );
+    process.terminate();
+    assert!(process.wait_exit(Duration::from_secs(30)).success());
+}

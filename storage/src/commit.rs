@@ -61,8 +61,18 @@ impl<'a> Staging<'a> {
             .await
     }
 
-    /// Deletes everything staged (the set was never committed).
-    pub async fn abort(self) {
+    /// Deletes everything staged (the set was never committed). A prefix that holds
+    /// `manifest_name` is a committed set, someone else's: it is left alone.
+    pub async fn abort(self, manifest_name: &str) {
+        if self
+            .location
+            .get(&format!("{}/{manifest_name}", self.prefix))
+            .await
+            .is_ok()
+        {
+            tracing::warn!(prefix = %self.prefix, "not deleting a committed set while aborting");
+            return;
+        }
         self.location.delete_prefix(&self.prefix).await;
     }
 
@@ -78,7 +88,7 @@ impl<'a> Staging<'a> {
         let manifest_url = self.url(manifest_name);
         if let Err(source) = self.put(manifest_name, manifest).await {
             let prefix = self.location.child_url(&self.prefix);
-            self.abort().await;
+            self.abort(manifest_name).await;
             return Err(CommitError::NotCommitted {
                 what: manifest_name.to_owned(),
                 prefix,
@@ -173,8 +183,19 @@ mod tests {
             .put("data/part-0", Bytes::from_static(b"x"))
             .await
             .expect("put");
-        staging.abort().await;
+        staging.abort("manifest.json").await;
         assert!(location.list("runs/a").await.expect("list").is_empty());
+
+        // a prefix holding its manifest is committed: an abort there deletes nothing
+        let committed = Staging::new(&location, "runs/c");
+        committed
+            .put("manifest.json", Bytes::from_static(b"{}"))
+            .await
+            .expect("put");
+        Staging::new(&location, "runs/c")
+            .abort("manifest.json")
+            .await;
+        assert_eq!(location.list("runs/c").await.expect("list").len(), 1);
 
         let staging = Staging::new(&location, "runs/b");
         staging

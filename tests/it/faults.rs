@@ -180,12 +180,28 @@ fn a_full_disk_loses_nothing_committed() {
             ],
         )
     };
-    let trained = train(&params);
-    assert!(
-        trained.status.success(),
-        "{}",
-        String::from_utf8_lossy(&trained.stderr)
-    );
+    // the same deterministic training twice, likely within one second: the same model id
+    // base, two folders, the first never touched by the second
+    for _ in 0..2 {
+        let trained = train(&params);
+        assert!(
+            trained.status.success(),
+            "{}",
+            String::from_utf8_lossy(&trained.stderr)
+        );
+    }
+    let committed_models = || -> Vec<String> {
+        let mut ids: Vec<String> = std::fs::read_dir(models.join("models"))
+            .expect("models")
+            .flatten()
+            .filter(|e| e.path().join("model-manifest.json").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let before = committed_models();
+    assert_eq!(before.len(), 2, "two models committed: {before:?}");
     let models_latest = std::fs::read(models.join("models/latest.json")).expect("models latest");
     let params_before = std::fs::read(&params).expect("params");
     disk.fill();
@@ -200,7 +216,11 @@ fn a_full_disk_loses_nothing_committed() {
         .flatten()
         .filter(|e| e.path().is_dir())
         .count();
-    assert_eq!(model_dirs, 1, "the failed training removed what it staged");
+    assert_eq!(
+        model_dirs, 2,
+        "the failed training removed what it staged, only that"
+    );
+    assert_eq!(committed_models(), before, "both committed models intact");
     disk.unfill();
 
     // the parameter store on a full disk: the ETL and the trainer fail, the store is intact

@@ -111,6 +111,24 @@ impl Destination {
         })
     }
 
+    /// A folder no model uses yet, and its model id: `model_id`, or `model_id-2`, ... when the
+    /// same model was published in the same second (a deterministic training twice), so a
+    /// staging never writes into, or aborts, a committed model.
+    pub async fn fresh(out: &str, model_id: &str) -> Result<(Self, String)> {
+        for n in 1.. {
+            let id = if n == 1 {
+                model_id.to_owned()
+            } else {
+                format!("{model_id}-{n}")
+            };
+            let destination = Self::new(out, &id)?;
+            if destination.out.list(&destination.prefix).await?.is_empty() {
+                return Ok((destination, id));
+            }
+        }
+        unreachable!("some suffix is free")
+    }
+
     pub fn url(&self, name: &str) -> String {
         self.out.child_url(&format!("{}/{name}", self.prefix))
     }
@@ -142,7 +160,7 @@ pub async fn publish(
         staged = staging.put(name, bytes.clone()).await;
     }
     if let Err(err) = staged {
-        staging.abort().await;
+        staging.abort(MANIFEST_FILE).await;
         return Err(err.into());
     }
     let manifest_json =

@@ -39,7 +39,7 @@ pub struct TrainArgs {
     )]
     pub parameter_store: String,
     /// Folder or s3:// prefix; the model goes under <out>/models/<model_id>/.
-    #[arg(long, env = "RTB_OUT", default_value = "data")]
+    #[arg(long, env = "RTB_TRAIN_OUT", default_value = "data")]
     pub out: String,
     /// LightGBM parameter override, key=value (repeatable), e.g. --param learning_rate=0.1.
     /// Its environment twin is RTB_TRAIN_PARAM, not RTB_PARAM, which holds the ETL's job
@@ -213,8 +213,8 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     durations.insert("total", started.elapsed().as_millis() as u64);
     let phase = Instant::now();
     let model_sha256 = sha256_hex(fitted.model_text.as_bytes());
-    let id = model_id(&model_sha256, chrono::Utc::now());
-    let destination = Destination::new(&args.out, &id)?;
+    let (destination, id) =
+        Destination::fresh(&args.out, &model_id(&model_sha256, chrono::Utc::now())).await?;
     let record = training_record(
         &destination,
         &run,

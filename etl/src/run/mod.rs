@@ -65,7 +65,7 @@ pub struct RunArgs {
     #[arg(long, env = "RTB_IMPS", default_value = "imp.*")]
     pub imps: String,
     /// Folder or s3:// prefix for the run's outputs.
-    #[arg(long, env = "RTB_OUT", default_value = "data/features")]
+    #[arg(long, env = "RTB_RUN_OUT", default_value = "data/features")]
     pub out: String,
     /// Job parameter override, `name=value` (repeatable).
     #[arg(long = "param", env = "RTB_PARAM", value_delimiter = ',')]
@@ -118,7 +118,11 @@ pub fn published_parameters(
     manifest_url: &str,
 ) -> Vec<(&'static str, String)> {
     use rtb_params::names;
-    let input = args.input.trim_end_matches('/');
+    // absolute, like the output urls: a relative path means nothing to another process
+    let input = Location::parse(&args.input)
+        .map(|l| l.url().as_str().trim_end_matches('/').to_owned())
+        .unwrap_or_else(|_| args.input.trim_end_matches('/').to_owned());
+    let input = input.as_str();
     let o = &manifest.outputs;
     vec![
         (names::RAW_DATA, input.to_owned()),
@@ -218,6 +222,13 @@ pub async fn run_with_progress(
     let limit = parse_size(&args.memory_limit)?;
     let input = Location::parse(&args.input)?;
     let out = Location::parse(&args.out)?;
+    // a run written among raw logs would be listed as input by the next run, or mixed with it
+    if out.url() == input.url() || out.get(crate::generate::SUMMARY_FILE).await.is_ok() {
+        bail!(
+            "--out {} is a folder of raw logs (the input, or a generator's output); write the run elsewhere, e.g. --out data/features",
+            args.out
+        );
+    }
     // found out now, not after the work: where the locations will be published
     let store = async {
         let store = rtb_params::ParameterStore::open(&args.parameter_store).await?;
@@ -293,7 +304,7 @@ pub async fn run_with_progress(
     let manifest = match execute(&run, &plan, progress, &input, bid_files, imp_files).await {
         Ok(manifest) => manifest,
         Err(err) => {
-            staging.abort().await;
+            staging.abort(MANIFEST).await;
             return Err(err.context(format!(
                 "feature job failed; nothing was committed under {run_url}"
             )));

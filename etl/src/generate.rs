@@ -32,7 +32,7 @@ pub enum ImpLayoutArg {
 #[derive(Debug, Clone, Args)]
 pub struct GenerateArgs {
     /// Folder or s3://bucket/prefix to write the day files to.
-    #[arg(long, env = "RTB_OUT", default_value = "data/raw")]
+    #[arg(long, env = "RTB_GENERATE_OUT", default_value = "data/raw")]
     pub out: String,
     /// First day (YYYY-MM-DD); 2013-03-11 is the original kit's day.
     #[arg(long, env = "RTB_START_DATE", default_value = "2013-03-11")]
@@ -63,7 +63,7 @@ pub struct GenerateArgs {
     #[arg(long, env = "RTB_DOMAINS", default_value_t = 30_000)]
     pub domains: usize,
     /// Days generated at once (default: the number of cores).
-    #[arg(long, env = "RTB_THREADS")]
+    #[arg(long, env = "RTB_GENERATE_THREADS")]
     pub threads: Option<usize>,
 }
 

@@ -99,6 +99,14 @@ impl ParameterStore {
         }
     }
 
+    /// What `--parameter-store` takes to open this store again, for a command to paste.
+    pub fn spec(&self) -> String {
+        match self {
+            Self::File(store) => store.path().display().to_string(),
+            Self::Ssm(store) => store.spec(),
+        }
+    }
+
     /// The value of `name`, or `None` when it was never set.
     pub async fn get(&self, name: &str) -> Result<Option<String>> {
         match self {

@@ -193,6 +193,17 @@ impl SsmStore {
     }
 }
 
+impl SsmStore {
+    /// The `ssm://` spec that opens this store.
+    pub fn spec(&self) -> String {
+        let mut query = vec![format!("region={}", self.region)];
+        if let Some(endpoint) = &self.endpoint {
+            query.push(format!("endpoint={endpoint}"));
+        }
+        format!("ssm://?{}", query.join("&"))
+    }
+}
+
 impl fmt::Display for SsmStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ssm in {}", self.region)?;

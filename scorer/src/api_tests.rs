@@ -447,6 +447,14 @@ async fn artifacts_load_from_a_parameter_file_and_local_urls() {
             .expect("store");
     let err = crate::artifacts::load_current(&store, None)
         .await
+        .expect_err("no store file yet");
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    store
+        .put(rtb_params::names::OUTPUT_TRAIN, "s3://b/train")
+        .await
+        .expect("put");
+    let err = crate::artifacts::load_current(&store, None)
+        .await
         .expect_err("no pointer yet");
     assert!(err.to_string().contains("/aik/model/manifest"), "{err}");
     store

@@ -25,6 +25,11 @@ pub enum ArtifactError {
          {name} to the model manifest url)"
     )]
     NoManifestPointer { name: &'static str, store: String },
+    #[error(
+        "the parameter store file {path} does not exist; check --parameter-store (the trainer \
+         creates it when it publishes a model)"
+    )]
+    NoStoreFile { path: String },
     #[error("cannot read the parameter store: {0}")]
     Params(#[from] rtb_params::ParamsError),
     #[error("cannot read {what} at {url}: {source}")]
@@ -333,9 +338,14 @@ pub async fn manifest_url(store: &ParameterStore) -> Result<String> {
     store
         .get(names::MODEL_MANIFEST)
         .await?
-        .ok_or_else(|| ArtifactError::NoManifestPointer {
-            name: names::MODEL_MANIFEST,
-            store: store.to_string(),
+        .ok_or_else(|| match store {
+            ParameterStore::File(file) if !file.path().exists() => ArtifactError::NoStoreFile {
+                path: file.path().display().to_string(),
+            },
+            _ => ArtifactError::NoManifestPointer {
+                name: names::MODEL_MANIFEST,
+                store: store.to_string(),
+            },
         })
 }
 

@@ -99,6 +99,26 @@ const MIN_ADMIN_TOKEN_LEN: usize = 16;
 /// Loads the model the parameter store names and serves it until SIGTERM or SIGINT.
 pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let time_zone = args.time_zone.as_deref().map(Clock::parse).transpose()?;
+    // compared with the presented token, which is trimmed too
+    let admin_token = args
+        .admin_token
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned);
+    if let Some(token) = &admin_token
+        && token.len() < MIN_ADMIN_TOKEN_LEN
+    {
+        return Err(ServeError::WeakAdminToken {
+            length: token.len(),
+        });
+    }
+    // the port first: a port in use is found before the model is read, not after
+    let listener =
+        std::net::TcpListener::bind(&args.listen).map_err(|source| ServeError::Bind {
+            address: args.listen.clone(),
+            source,
+        })?;
     let store = ParameterStore::open(&args.parameter_store).await?;
     let model = match artifacts::load_current(&store, time_zone).await {
         Ok(model) => {
@@ -128,20 +148,6 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
         max_body_bytes: args.max_body_bytes,
         body_timeout: Duration::from_millis(args.body_timeout_ms),
     };
-    // compared with the presented token, which is trimmed too
-    let admin_token = args
-        .admin_token
-        .as_deref()
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_owned);
-    if let Some(token) = &admin_token
-        && token.len() < MIN_ADMIN_TOKEN_LEN
-    {
-        return Err(ServeError::WeakAdminToken {
-            length: token.len(),
-        });
-    }
     let state = web::Data::new(AppState::new(
         model,
         Some(store),
@@ -179,7 +185,7 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     .shutdown_timeout(args.shutdown_timeout)
     // our own handler flips readiness before the server stops
     .disable_signals()
-    .bind(&args.listen)
+    .listen(listener)
     .map_err(|source| ServeError::Bind {
         address: args.listen.clone(),
         source,

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod data;
 pub mod fit;
+mod lightgbm_names;
 pub mod metrics;
 pub mod params;
 pub mod publish;
@@ -42,9 +43,13 @@ pub enum TrainerError {
     BadManifest { url: String, reason: String },
     #[error(
         "parameter {name} is not set in the parameter store {store}; run `rtb-etl run \
-         --parameter-store {store}` first, or pass --run with the etl run to train on"
+         --parameter-store {spec}` first, or pass --run with the etl run to train on"
     )]
-    MissingParameter { name: &'static str, store: String },
+    MissingParameter {
+        name: &'static str,
+        store: String,
+        spec: String,
+    },
     #[error(
         "parameter {name} is {value} but the etl manifest {manifest} lists {expected}; re-run \
          `rtb-etl run` to publish a consistent run, or pass --run"

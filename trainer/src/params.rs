@@ -201,11 +201,48 @@ pub fn join_split_overrides(pieces: &[String]) -> Vec<String> {
     joined
 }
 
+/// The known parameter name nearest `key` (at most 3 edits away), for a typo's message.
+fn closest(key: &str) -> Option<&'static str> {
+    let distance = |a: &str, b: &str| {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut diagonal = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let above = row[j + 1];
+                row[j + 1] = (above + 1)
+                    .min(row[j] + 1)
+                    .min(diagonal + usize::from(ca != *cb));
+                diagonal = above;
+            }
+        }
+        row[b.len()]
+    };
+    crate::lightgbm_names::NAMES
+        .iter()
+        .map(|n| (distance(key, n), *n))
+        .filter(|(d, _)| *d <= 3)
+        .min()
+        .map(|(_, n)| n)
+}
+
 /// The parameters a training uses: the defaults with `overrides` applied, checked.
 pub fn resolve(overrides: &[String], threads: usize) -> Result<Map<String, Value>> {
     let mut params = defaults(threads);
     for text in join_split_overrides(overrides) {
         let (key, value) = parse_override(&text)?;
+        if !crate::lightgbm_names::NAMES.contains(&key.as_str()) {
+            let hint = closest(&key)
+                .map(|n| format!("did you mean {n}? "))
+                .unwrap_or_default();
+            return Err(TrainerError::BadParam {
+                param: text,
+                reason: format!(
+                    "{key} is not a lightgbm parameter; {hint}see https://lightgbm.readthedocs.io/en/latest/Parameters.html"
+                ),
+            });
+        }
         let key = canonical(&key).to_owned();
         if DATASET_PARAMS.contains(&key.as_str()) {
             return Err(TrainerError::BadParam {
@@ -317,6 +354,18 @@ mod tests {
         assert_eq!(p["min_gain_to_split"], 4.0);
         assert_eq!(p["deterministic"], true);
         assert_eq!(p["num_threads"], 2);
+    }
+
+    #[test]
+    fn a_mistyped_name_is_refused_with_the_nearest() {
+        let err = resolve(&strings(&["learning_rat=0.1"]), 2)
+            .expect_err("typo")
+            .to_string();
+        assert!(
+            err.contains("learning_rat is not a lightgbm parameter; did you mean learning_rate?"),
+            "{err}"
+        );
+        assert!(resolve(&strings(&["eta=0.1", "lambda_l1=1"]), 2).is_ok());
     }
 
     #[test]

@@ -126,6 +126,7 @@ pub async fn from_store(store: &ParameterStore) -> Result<EtlRun> {
     let missing = |name: &'static str| TrainerError::MissingParameter {
         name,
         store: store.to_string(),
+        spec: store.spec(),
     };
     let mut found: BTreeMap<&'static str, String> = BTreeMap::new();
     for (&name, value) in wanted.iter().zip(values) {

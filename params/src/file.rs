@@ -132,6 +132,7 @@ impl FileStore {
             ))
         })?;
         tokio::fs::create_dir_all(&dir).await.map_err(write_err)?;
+        remove_stale_temps(&dir, &file_name.to_string_lossy());
 
         let temp = dir.join(format!(
             ".{}.{}.{}.tmp",
@@ -167,6 +168,28 @@ impl FileStore {
             return Err(write_err(source));
         }
         Ok(())
+    }
+}
+
+/// Temporary files a killed writer left beside the store (`.<name>.<pid>.<n>.tmp`), older than
+/// an hour: no live writer takes that long.
+fn remove_stale_temps(dir: &Path, file_name: &str) {
+    let prefix = format!(".{file_name}.");
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if name.starts_with(&prefix) && name.ends_with(".tmp") && stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -283,6 +306,21 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(entries, vec![std::ffi::OsString::from("params.json")]);
+
+        // what a writer killed between create and rename leaves is collected once stale
+        let stale = folder.join(".params.json.4242.0.tmp");
+        let fresh = folder.join(".params.json.4243.0.tmp");
+        std::fs::write(&stale, b"{").expect("stale temp");
+        std::fs::write(&fresh, b"{").expect("fresh temp");
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .and_then(|f| f.set_modified(old))
+            .expect("age the temp");
+        store.put(names::OUTPUT_TRAIN, "newer").await.expect("put");
+        assert!(!stale.exists(), "a stale temp is removed");
+        assert!(fresh.exists(), "a young one may be a live writer's");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

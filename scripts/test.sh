@@ -12,4 +12,4 @@ cargo build --workspace --bins --locked
 cargo test --workspace --lib --bins --tests --locked "$@"
 # the whole system on one machine (S3, SSM, StatsD, cluster, pipeline, scorer, simulator), with
 # the debug binaries just built
-deploy/local/run.sh
+RTB_ONEBOX_CLEAN=1 deploy/local/run.sh

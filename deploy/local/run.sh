@@ -19,8 +19,8 @@
 #                         `cargo build --workspace --bins` puts them; CARGO_TARGET_DIR defaults to
 #                         ~/.cache/rtb-target, see scripts/env.sh)
 #   RTB_ONEBOX_DIR        run folder, new or empty: logs/, the S3 data, reports; kept afterwards
-#                         (default: a new mktemp -d folder, removed after a success unless
-#                         RTB_ONEBOX_KEEP=1)
+#                         (default: a new mktemp -d folder, also kept; RTB_ONEBOX_CLEAN=1
+#                         removes a folder the script made after a success, as CI does)
 #   RTB_ONEBOX_BIDS       bids in the generated day (default 50000)
 #   RTB_ONEBOX_RATE       simulator calls per second, open loop (default 200)
 #   RTB_ONEBOX_DURATION   seconds the simulator measures, after 1 s of warm-up (default 5)
@@ -106,9 +106,9 @@ cleanup() {
   else
     say "stopped ${#services[@]} services, no process left behind"
   fi
-  # a folder we made is removed after a success (CI runs this on every stop); kept on failure
-  if [ "$rc" -eq 0 ] && [ -n "$run_made" ] && [ -z "${RTB_ONEBOX_KEEP:-}" ]; then
-    rm -rf "$run" && say "removed run folder $run (RTB_ONEBOX_KEEP=1 keeps it)"
+  # kept for a person to read (logs, data, reports); CI asks for a folder it made to go
+  if [ "$rc" -eq 0 ] && [ -n "$run_made" ] && [ -n "${RTB_ONEBOX_CLEAN:-}" ]; then
+    rm -rf "$run" && say "removed run folder $run (RTB_ONEBOX_CLEAN is set)"
   elif [ -n "$run" ]; then
     say "run folder: $run"
   fi

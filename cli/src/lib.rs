@@ -153,10 +153,21 @@ pub fn progress_bar(total: u64, unit: &str) -> ProgressBar {
     }
     let bar = ProgressBar::new(total);
     let template = format!(
-        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{per_sec}}, eta {{eta}})"
+        "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {unit} ({{rate}}, eta {{eta}})"
     );
+    let unit = unit.to_owned();
     if let Ok(style) = ProgressStyle::with_template(&template) {
-        bar.set_style(style);
+        // indicatif's {per_sec} prints "71,733.1383/s": whole units, named
+        bar.set_style(style.with_key(
+            "rate",
+            move |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(
+                    w,
+                    "{} {unit}/s",
+                    indicatif::HumanCount(state.per_sec() as u64)
+                );
+            },
+        ));
     }
     bar
 }

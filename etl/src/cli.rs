@@ -44,7 +44,11 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
             print!("{}", generate::render(&report));
         }
         Command::Run(args) => {
-            let bar = rtb_cli::bytes_bar("reading raw logs");
+            // on a cluster the executors read the files: no byte count here, only the steps
+            let bar = match args.cluster {
+                Some(_) => rtb_cli::spinner("running on the cluster"),
+                None => rtb_cli::bytes_bar("reading raw logs"),
+            };
             let outcome = run::run_with_progress(&args, &bar).await;
             bar.finish_and_clear();
             let outcome = outcome?;

@@ -452,6 +452,7 @@ async fn execute(
                     .await?;
                 tally.outputs.insert(outputs::TRANSFORMED.into(), target);
                 tally.lap("ingest_and_transform", &mut phase);
+                progress.set_message("fitting the vocabulary");
                 let vocabulary = fit_vocabulary(&ctx, &job.categorical).await?;
                 udf::register_encode(&ctx, Arc::new(vocabulary.clone()));
                 let contract = contract::assemble(job, plan, &vocabulary)?;
@@ -475,6 +476,7 @@ async fn execute(
             }
             StepRole::Features => {
                 let (_, contract) = fitted.as_ref().context("features before transformed")?;
+                progress.set_message("writing the splits");
                 splits::write_features(run, &ctx, contract, &mut tally).await?;
                 tally.lap("features_and_splits", &mut phase);
             }
@@ -508,6 +510,7 @@ async fn execute(
         }
     }
     let (vocabulary, contract) = fitted.context("the job has no transformed step")?;
+    progress.set_message("committing");
 
     let inputs = read_reports(out, &format!("{}/ingest", run.run_prefix), &all_files).await?;
     for kind in [LogKind::Bid, LogKind::Imp] {

@@ -47,6 +47,19 @@ pub fn args_with_config_file(args: Vec<OsString>) -> anyhow::Result<Vec<OsString
     Ok(merged)
 }
 
+/// For a binary without subcommands (`rtb-scheduler`, `rtb-executor`): the arguments with the
+/// config file's `[table]` merged in; flags and RTB_* variables still win.
+pub fn args_with_config_table(args: Vec<OsString>, table: &str) -> anyhow::Result<Vec<OsString>> {
+    let Some(config_path) = config_path(&args).or_else(|| std::env::var_os("RTB_CONFIG")) else {
+        return Ok(args);
+    };
+    let injected = flags_from_file(Path::new(&config_path), table)?;
+    let mut merged = args[..1.min(args.len())].to_vec();
+    merged.extend(injected);
+    merged.extend_from_slice(&args[1.min(args.len())..]);
+    Ok(merged)
+}
+
 /// Global flags that take a separate value, so their value is not taken for the subcommand.
 const GLOBAL_VALUE_FLAGS: [&str; 2] = ["--config", "--log-format"];
 

@@ -22,7 +22,12 @@ use tracing::info;
     about = "Ballista executor for rtb-etl jobs"
 )]
 pub struct ExecutorArgs {
-    #[arg(long, env = "RTB_EXECUTOR_BIND", default_value = "127.0.0.1")]
+    /// TOML file whose `[executor]` table sets flags (keys named like them); flags and RTB_*
+    /// variables win.
+    #[arg(long, env = "RTB_CONFIG")]
+    pub config: Option<String>,
+    /// Address to listen on (Flight, gRPC and health ports).
+    #[arg(long, env = "RTB_EXECUTOR_BIND_HOST", default_value = "127.0.0.1")]
     pub bind_host: String,
     /// Host name the scheduler and clients use to reach this executor (default: as seen by
     /// the scheduler).
@@ -31,13 +36,16 @@ pub struct ExecutorArgs {
     /// Arrow Flight port: shuffle data and results are fetched from here.
     #[arg(long, env = "RTB_EXECUTOR_PORT", default_value_t = 50051)]
     pub port: u16,
+    /// gRPC port: the scheduler sends tasks here.
     #[arg(long, env = "RTB_EXECUTOR_GRPC_PORT", default_value_t = 50052)]
     pub grpc_port: u16,
     /// `/healthz` and `/readyz`.
     #[arg(long, env = "RTB_EXECUTOR_HEALTH_PORT", default_value_t = 50053)]
     pub health_port: u16,
+    /// The scheduler to register with.
     #[arg(long, env = "RTB_SCHEDULER_HOST", default_value = "localhost")]
     pub scheduler_host: String,
+    /// The scheduler's port (its `--port`).
     #[arg(long, env = "RTB_SCHEDULER_PORT", default_value_t = 50050)]
     pub scheduler_port: u16,
     /// Keep retrying to reach the scheduler at start-up (0: one attempt). Executors often start
@@ -49,8 +57,8 @@ pub struct ExecutorArgs {
     )]
     pub scheduler_connect_timeout_seconds: u16,
     /// Concurrent tasks (default: the number of cores).
-    #[arg(long, env = "RTB_EXECUTOR_SLOTS", default_value_t = 0)]
-    pub slots: usize,
+    #[arg(long, env = "RTB_EXECUTOR_SLOTS")]
+    pub slots: Option<usize>,
     /// Shuffle files and spills go here.
     #[arg(
         long,
@@ -59,9 +67,11 @@ pub struct ExecutorArgs {
     )]
     pub work_dir: String,
     /// Memory pool shared by the executor's tasks, e.g. 2GiB; beyond it operators spill.
-    #[arg(long, env = "RTB_MEMORY_LIMIT")]
+    #[arg(long, env = "RTB_EXECUTOR_MEMORY_LIMIT")]
     pub memory_limit: Option<String>,
-    #[arg(long, env = "RTB_HEARTBEAT_SECONDS", default_value_t = 60)]
+    /// Seconds between heartbeats to the scheduler (it declares an executor lost after its
+    /// `--executor-timeout-seconds` without one).
+    #[arg(long, env = "RTB_EXECUTOR_HEARTBEAT_SECONDS", default_value_t = 60)]
     pub heartbeat_seconds: u64,
     /// Log format: text or json.
     #[arg(long, env = "RTB_LOG_FORMAT", default_value = "text")]
@@ -69,7 +79,7 @@ pub struct ExecutorArgs {
 }
 
 pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
-    let args = ExecutorArgs::parse_from(args);
+    let args = ExecutorArgs::parse_from(rtb_cli::args_with_config_table(args, "executor")?);
     rtb_cli::init_logging(&args.log_format)?;
     std::fs::create_dir_all(&args.work_dir)
         .with_context(|| format!("cannot create work folder {}", args.work_dir))?;
@@ -92,7 +102,8 @@ pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
         scheduler_host: args.scheduler_host.clone(),
         scheduler_port: args.scheduler_port,
         scheduler_connect_timeout_seconds: args.scheduler_connect_timeout_seconds,
-        vcores: args.slots,
+        // 0 is Ballista's "the number of cores"
+        vcores: args.slots.unwrap_or(0),
         work_dir: Some(args.work_dir.clone()),
         executor_heartbeat_interval_seconds: args.heartbeat_seconds,
         memory_pool_size,

@@ -20,9 +20,14 @@ use tracing::info;
     about = "Ballista scheduler for rtb-etl jobs"
 )]
 pub struct SchedulerArgs {
+    /// TOML file whose `[scheduler]` table sets flags (keys named like them); flags and RTB_*
+    /// variables win.
+    #[arg(long, env = "RTB_CONFIG")]
+    pub config: Option<String>,
     /// Address to listen on (gRPC, health and REST API share it).
-    #[arg(long, env = "RTB_SCHEDULER_BIND", default_value = "127.0.0.1")]
+    #[arg(long, env = "RTB_SCHEDULER_BIND_HOST", default_value = "127.0.0.1")]
     pub bind_host: String,
+    /// Port for executors and clients (`df://host:port`).
     #[arg(long, env = "RTB_SCHEDULER_PORT", default_value_t = 50050)]
     pub port: u16,
     /// Host name executors and clients use to reach this scheduler.
@@ -32,7 +37,11 @@ pub struct SchedulerArgs {
     #[arg(long, env = "RTB_EXECUTOR_TIMEOUT_SECONDS", default_value_t = 180)]
     pub executor_timeout_seconds: u64,
     /// How often lost executors are looked for.
-    #[arg(long, env = "RTB_EXPIRE_INTERVAL_SECONDS", default_value_t = 15)]
+    #[arg(
+        long,
+        env = "RTB_EXPIRE_DEAD_EXECUTOR_INTERVAL_SECONDS",
+        default_value_t = 15
+    )]
     pub expire_dead_executor_interval_seconds: u64,
     /// Attempts per task before its job fails.
     #[arg(long, env = "RTB_TASK_MAX_FAILURES", default_value_t = 4)]
@@ -60,7 +69,7 @@ pub enum TaskDistribution {
 }
 
 pub async fn main(args: Vec<OsString>) -> anyhow::Result<()> {
-    let args = SchedulerArgs::parse_from(args);
+    let args = SchedulerArgs::parse_from(rtb_cli::args_with_config_table(args, "scheduler")?);
     rtb_cli::init_logging(&args.log_format)?;
     let runtime = runtime(None)?;
     let config = SchedulerConfig {

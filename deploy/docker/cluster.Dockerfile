@@ -33,8 +33,8 @@ COPY --from=build /out/ /usr/local/bin/
 WORKDIR /var/lib/rtb
 USER 10001:10001
 # containers listen on every interface; the binaries default to loopback for laptops
-ENV RTB_SCHEDULER_BIND=0.0.0.0 \
-    RTB_EXECUTOR_BIND=0.0.0.0
+ENV RTB_SCHEDULER_BIND_HOST=0.0.0.0 \
+    RTB_EXECUTOR_BIND_HOST=0.0.0.0
 
 FROM runtime AS scheduler
 EXPOSE 50050

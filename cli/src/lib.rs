@@ -145,7 +145,9 @@ pub fn init_logging(format: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("RTB_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        // the AWS SDK logs every provider it tried, with debug dumps, as warnings; what matters
+        // reaches the user once, in the error that ends the command
+        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=error,aws_smithy_runtime=error"));
     // colour codes only on a terminal: log files and CloudWatch get plain text
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

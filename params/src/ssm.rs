@@ -6,7 +6,6 @@ use aws_config::meta::region::RegionProviderChain;
 use aws_config::{BehaviorVersion, Region};
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::config::Credentials;
-use aws_sdk_ssm::error::DisplayErrorContext;
 use aws_sdk_ssm::types::ParameterType;
 
 use crate::{ParamsError, Result, validate_name, validate_pair};
@@ -219,9 +218,24 @@ fn ssm_error(
     name: &str,
     err: impl std::error::Error + 'static,
 ) -> ParamsError {
+    // each cause once, by its message; the SDK's debug dump of the same chain is kilobytes
+    let mut causes: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !causes.iter().any(|c| c.contains(&text)) {
+            causes.push(text);
+        }
+        next = cause.source();
+    }
+    let detail = if causes.iter().any(|c| c.contains("loading credentials")) {
+        "no AWS credentials found; set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, run `aws configure`, or choose a profile with AWS_PROFILE".to_owned()
+    } else {
+        causes.join(": ")
+    };
     ParamsError::Ssm {
         operation,
         name: name.to_owned(),
-        detail: DisplayErrorContext(&err).to_string(),
+        detail,
     }
 }

@@ -298,10 +298,59 @@ pub async fn get_url(url: &str) -> Result<Bytes> {
     Location::parse(&parent)?.get(name).await
 }
 
-/// An S3 client for one bucket: credentials from the standard AWS environment, the endpoint from
-/// `RTB_S3_ENDPOINT` / `AWS_ENDPOINT_URL(_S3)` (path-style, for S3-compatible servers).
+/// S3 credentials from the AWS SDK's default chain, the one the SSM client uses: environment,
+/// shared `credentials`/`config` files and profiles (what `aws configure` writes), SSO, web
+/// identity, ECS and EC2 instance roles. Resolved on first use and cached by the SDK.
+#[derive(Debug, Default)]
+struct AwsChain {
+    provider:
+        tokio::sync::OnceCell<Option<aws_credential_types::provider::SharedCredentialsProvider>>,
+}
+
+#[async_trait::async_trait]
+impl object_store::CredentialProvider for AwsChain {
+    type Credential = object_store::aws::AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<Self::Credential>> {
+        use aws_credential_types::provider::ProvideCredentials;
+        let missing = |detail: String| {
+            object_store::Error::Generic {
+            store: "S3",
+            source: format!(
+                "no AWS credentials found ({detail}); set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, run `aws configure`, or choose a profile with AWS_PROFILE"
+            )
+            .into(),
+        }
+        };
+        let provider = self
+            .provider
+            .get_or_init(|| async {
+                aws_config::load_defaults(aws_config::BehaviorVersion::latest())
+                    .await
+                    .credentials_provider()
+            })
+            .await
+            .as_ref()
+            .ok_or_else(|| missing("the AWS configuration has no credentials provider".into()))?;
+        let credentials = provider
+            .provide_credentials()
+            .await
+            .map_err(|e| missing(e.to_string()))?;
+        Ok(Arc::new(object_store::aws::AwsCredential {
+            key_id: credentials.access_key_id().to_owned(),
+            secret_key: credentials.secret_access_key().to_owned(),
+            token: credentials.session_token().map(str::to_owned),
+        }))
+    }
+}
+
+/// An S3 client for one bucket: credentials through the AWS SDK's default chain ([`AwsChain`]),
+/// the endpoint from `RTB_S3_ENDPOINT` / `AWS_ENDPOINT_URL(_S3)` (path-style, for S3-compatible
+/// servers).
 pub fn s3_store(bucket: &str) -> object_store::Result<Arc<dyn ObjectStore>> {
-    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    let mut builder = AmazonS3Builder::from_env()
+        .with_bucket_name(bucket)
+        .with_credentials(Arc::new(AwsChain::default()));
     let endpoint = std::env::var("RTB_S3_ENDPOINT")
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL_S3"))
         .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))

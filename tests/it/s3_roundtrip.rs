@@ -112,3 +112,49 @@ fn logs_and_features_round_trip_through_s3() {
     );
     assert_eq!(published[1].as_deref(), Some(manifest_url));
 }
+
+/// S3 credentials come through the same AWS chain as SSM's: keys in the shared credentials file
+/// (what `aws configure` writes) work, and none at all is said in one line.
+#[test]
+fn s3_credentials_come_from_the_aws_chain_and_their_absence_is_one_line() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir_all(root.path().join("aik")).expect("bucket folder");
+    let (_s3, port) = s3s_fs(root.path());
+    let home = tempfile::tempdir().expect("home");
+    std::fs::create_dir_all(home.path().join(".aws")).expect(".aws");
+    std::fs::write(
+        home.path().join(".aws/credentials"),
+        "[default]\naws_access_key_id = rtb\naws_secret_access_key = rtb-secret\n",
+    )
+    .expect("credentials");
+    let generate = |home: &std::path::Path, out: &str| {
+        std::process::Command::new(crate::support::binary("rtb-etl"))
+            .args(["generate", "--out", out, "--bids-per-day", "500"])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", home)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}"))
+            .output()
+            .expect("rtb-etl runs")
+    };
+    let with_file = generate(home.path(), "s3://aik/from-profile");
+    assert!(
+        with_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_file.stderr)
+    );
+    assert!(
+        root.path()
+            .join("aik/from-profile/generator-summary.json")
+            .is_file()
+    );
+
+    let empty = tempfile::tempdir().expect("empty home");
+    let without = generate(empty.path(), "s3://aik/none");
+    assert!(!without.status.success());
+    let stderr = String::from_utf8_lossy(&without.stderr);
+    assert!(stderr.contains("no AWS credentials found"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line:\n{stderr}");
+}

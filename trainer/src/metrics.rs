@@ -277,6 +277,35 @@ pub struct ThresholdMetrics {
 }
 
 impl ThresholdMetrics {
+    /// Precision, recall, F1 and Matthews correlation as a person reads them: `n/a` where the
+    /// ratio has nothing to count (no predicted or no actual positive), not a misleading 0.
+    pub fn shown_ratios(&self) -> [String; 4] {
+        let (tp, fp, tn, fn_) = (
+            self.true_positives,
+            self.false_positives,
+            self.true_negatives,
+            self.false_negatives,
+        );
+        let predicted = tp + fp > 0;
+        let actual = tp + fn_ > 0;
+        let shown = |v: f64, defined: bool| {
+            if defined {
+                format!("{v:.4}")
+            } else {
+                "n/a".to_owned()
+            }
+        };
+        [
+            shown(self.precision, predicted),
+            shown(self.recall, actual),
+            shown(self.f1, predicted && actual),
+            shown(
+                self.matthews_correlation,
+                predicted && actual && tn + fn_ > 0 && tn + fp > 0,
+            ),
+        ]
+    }
+
     pub fn new(scores: &[f64], labels: &[f32], threshold: f64) -> Self {
         let (mut tp, mut fp, mut tn, mut fn_) = (0u64, 0u64, 0u64, 0u64);
         for (p, y) in scores.iter().zip(labels) {
@@ -542,5 +571,14 @@ mod tests {
         assert_eq!(e.filtering.by_wins_kept.len(), WINS_KEPT_TARGETS.len());
         assert!(e.spend.is_none() && e.filtering.recommended.spend_kept_share.is_none());
         assert_eq!(e.filtering.spend_note, Some(SPEND_NOTE));
+    }
+
+    #[test]
+    fn undefined_ratios_are_shown_as_such() {
+        // no positive predicted at 0.5: precision, F1 and MCC are undefined, recall is 0
+        let t = ThresholdMetrics::new(&[0.1, 0.2, 0.3], &[1.0, 0.0, 0.0], 0.5);
+        assert_eq!(t.shown_ratios(), ["n/a", "0.0000", "n/a", "n/a"]);
+        let t = ThresholdMetrics::new(&[0.9, 0.2, 0.7], &[1.0, 0.0, 0.0], 0.5);
+        assert_eq!(t.shown_ratios()[0], "0.5000");
     }
 }

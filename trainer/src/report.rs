@@ -665,19 +665,16 @@ pub fn html(
     );
     s.push_str("<table><tr><th>threshold</th><th>TP</th><th>FP</th><th>TN</th><th>FN</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th><th>Matthews</th></tr>\n");
     for t in &e.thresholds {
+        let [precision, recall, f1, mcc] = t.shown_ratios();
         let _ = writeln!(
             s,
-            "<tr><td>p &gt;= {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td><td>{:.4}</td></tr>",
+            "<tr><td>p &gt;= {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.4}</td><td>{precision}</td><td>{recall}</td><td>{f1}</td><td>{mcc}</td></tr>",
             t.threshold,
             t.true_positives,
             t.false_positives,
             t.true_negatives,
             t.false_negatives,
             t.accuracy,
-            t.precision,
-            t.recall,
-            t.f1,
-            t.matthews_correlation
         );
     }
     s.push_str("</table>\n");

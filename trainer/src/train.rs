@@ -408,6 +408,13 @@ pub fn render(outcome: &TrainOutcome) -> String {
         rec.valid_metric_at_best,
         rec.training_time_ms as f64 / 1000.0
     );
+    if m.best_iteration == Some(rec.trees_trained) {
+        let _ = writeln!(
+            s,
+            "  the best iteration is the last one trained: more rounds may still help (--param num_iterations={})",
+            rec.trees_trained * 2
+        );
+    }
     let _ = writeln!(
         s,
         "test: ROC AUC {:.4}, PR AUC {:.4}, log loss {:.4}",
@@ -419,19 +426,20 @@ pub fn render(outcome: &TrainOutcome) -> String {
         "threshold", "TP", "FP", "TN", "FN", "accuracy", "precision", "recall", "F1", "MCC"
     );
     for t in &e.thresholds {
+        let [precision, recall, f1, mcc] = t.shown_ratios();
         let _ = writeln!(
             s,
-            "{:>9} {:>8} {:>8} {:>8} {:>8} {:>8.4} {:>9.4} {:>8.4} {:>8.4} {:>8.4}",
+            "{:>9} {:>8} {:>8} {:>8} {:>8} {:>8.4} {:>9} {:>8} {:>8} {:>8}",
             t.threshold,
             t.true_positives,
             t.false_positives,
             t.true_negatives,
             t.false_negatives,
             t.accuracy,
-            t.precision,
-            t.recall,
-            t.f1,
-            t.matthews_correlation
+            precision,
+            recall,
+            f1,
+            mcc
         );
     }
     let r = e.filtering.recommended;

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary (link once), one module per topic.
 
 mod adserver_sim;
+mod cli_surface;
 mod cluster;
 mod etl_generated;
 mod etl_golden;

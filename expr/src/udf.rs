@@ -259,6 +259,24 @@ pub(crate) fn cached_device_type(ua: Option<&str>) -> i32 {
     })
 }
 
+/// A text argument, scalar or column, mapped to Int32 value by value (NULL in, `f(None)`).
+fn map_text_to_i32(
+    arg: &ColumnarValue,
+    name: &str,
+    f: impl Fn(Option<&str>) -> Option<i32>,
+) -> Result<ColumnarValue> {
+    match arg {
+        ColumnarValue::Scalar(ScalarValue::Utf8(text)) => Ok(ColumnarValue::Scalar(
+            ScalarValue::Int32(f(text.as_deref())),
+        )),
+        ColumnarValue::Scalar(other) => exec_err!("{name} expects a string, got {other:?}"),
+        ColumnarValue::Array(array) => {
+            let values: Int32Array = as_string_array(array)?.iter().map(f).collect();
+            Ok(ColumnarValue::Array(Arc::new(values) as ArrayRef))
+        }
+    }
+}
+
 impl ScalarUDFImpl for DeviceTypeUdf {
     fn name(&self) -> &str {
         "device_type"
@@ -276,22 +294,7 @@ impl ScalarUDFImpl for DeviceTypeUdf {
         let [arg] = args.args.as_slice() else {
             return exec_err!("device_type takes one argument, the user agent");
         };
-        match arg {
-            ColumnarValue::Scalar(ScalarValue::Utf8(ua)) => Ok(ColumnarValue::Scalar(
-                ScalarValue::Int32(Some(cached_device_type(ua.as_deref()))),
-            )),
-            ColumnarValue::Scalar(other) => {
-                exec_err!("device_type expects a string, got {other:?}")
-            }
-            ColumnarValue::Array(array) => {
-                let agents = as_string_array(array)?;
-                let ids: Int32Array = agents
-                    .iter()
-                    .map(|ua| Some(cached_device_type(ua)))
-                    .collect();
-                Ok(ColumnarValue::Array(Arc::new(ids) as ArrayRef))
-            }
-        }
+        map_text_to_i32(arg, "device_type", |ua| Some(cached_device_type(ua)))
     }
 }
 
@@ -346,19 +349,7 @@ impl ScalarUDFImpl for SparkCastUdf {
         let [arg] = args.args.as_slice() else {
             return exec_err!("{} takes one argument, a text", self.name);
         };
-        match arg {
-            ColumnarValue::Scalar(ScalarValue::Utf8(text)) => Ok(ColumnarValue::Scalar(
-                ScalarValue::Int32(text.as_deref().and_then(self.cast)),
-            )),
-            ColumnarValue::Scalar(other) => {
-                exec_err!("{} expects a text, got {other:?}", self.name)
-            }
-            ColumnarValue::Array(array) => {
-                let texts = as_string_array(array)?;
-                let values: Int32Array = texts.iter().map(|t| t.and_then(self.cast)).collect();
-                Ok(ColumnarValue::Array(Arc::new(values) as ArrayRef))
-            }
-        }
+        map_text_to_i32(arg, self.name, |text| text.and_then(self.cast))
     }
 }
 

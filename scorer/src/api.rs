@@ -73,9 +73,9 @@ fn not_ready() -> DecodeError {
 async fn read_body(
     req: &HttpRequest,
     mut payload: web::Payload,
-    limit: usize,
-    deadline: std::time::Duration,
+    limits: &crate::state::Limits,
 ) -> Result<BytesMut, DecodeError> {
+    let (limit, deadline) = (limits.max_body_bytes, limits.body_timeout);
     let too_large = |size: String| {
         DecodeError::new(
             ErrorKind::BodyTooLarge,
@@ -190,13 +190,7 @@ struct ScoreAnswer<'a> {
 async fn score(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let started = Instant::now();
     let result = async {
-        let body = read_body(
-            &req,
-            payload,
-            state.limits.max_body_bytes,
-            state.limits.body_timeout,
-        )
-        .await?;
+        let body = read_body(&req, payload, &state.limits).await?;
         let guard = state.model_guard();
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
         let mut rows = model.rows(1);
@@ -249,13 +243,7 @@ fn items<'a>(
 async fn score_batch(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let started = Instant::now();
     let result = async {
-        let body = read_body(
-            &req,
-            payload,
-            state.limits.max_body_bytes,
-            state.limits.body_timeout,
-        )
-        .await?;
+        let body = read_body(&req, payload, &state.limits).await?;
         let guard = state.model_guard();
         let model = (*guard).as_ref().ok_or_else(not_ready)?;
         let mut rows = model.rows(16);
@@ -295,13 +283,7 @@ struct OpenRtbScored<'a> {
 async fn score_openrtb(req: HttpRequest, payload: web::Payload, state: State) -> HttpResponse {
     let started = Instant::now();
     let result = async {
-        let body = read_body(
-            &req,
-            payload,
-            state.limits.max_body_bytes,
-            state.limits.body_timeout,
-        )
-        .await?;
+        let body = read_body(&req, payload, &state.limits).await?;
         let request = decode::openrtb_request(&body, state.limits.max_batch)?;
         let at = match request.timestamp() {
             None => chrono::Utc::now(),

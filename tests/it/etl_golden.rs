@@ -9,26 +9,14 @@ use datafusion::prelude::{JsonReadOptions, ParquetReadOptions, SessionContext};
 use rtb_etl::run::{RunArgs, RunOutcome, run};
 use rtb_features::FeatureVocabulary;
 
-use crate::support::{assert_golden, repo_root};
+use crate::support::{assert_golden, repo_root, run_args};
 
 pub fn args(out: &str, partitions: usize) -> RunArgs {
+    let input = repo_root().join("tests/golden/bid-filtering/input");
     RunArgs {
-        job: None,
-        input: repo_root()
-            .join("tests/golden/bid-filtering/input")
-            .to_string_lossy()
-            .into_owned(),
-        bids: "bid.*".into(),
-        imps: "imp.*".into(),
-        out: out.into(),
-        params: Vec::new(),
-        read_as: rtb_features::Dialect::Strict,
-        memory_limit: "256MiB".into(),
-        spill_dir: None,
-        shuffle_buffer: None,
         partitions: Some(partitions),
-        cluster: None,
         parameter_store: format!("{out}/parameter-store.json"),
+        ..run_args(&input.to_string_lossy(), out)
     }
 }
 

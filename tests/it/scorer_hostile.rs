@@ -10,36 +10,94 @@ use std::time::{Duration, Instant};
 use rtb_params::names;
 
 use crate::scorer_support::{
-    call, free_port, json, publish_files, put_params, request, spawn, synthetic_rows, train,
-    vocabulary, wait_for, workspace_binary,
+    Process, call, free_port, json, publish_files, put_params, request, spawn, synthetic_rows,
+    train, vocabulary, wait_for, workspace_binary,
 };
+
+/// A model store under `dir/store` (its vocabulary written) and the parameter file naming
+/// the first of `models` (LightGBM texts), published as `m0`.
+struct Store {
+    root: std::path::PathBuf,
+    base: String,
+    vocabulary_url: String,
+    vocabulary_version: String,
+    params: std::path::PathBuf,
+}
+
+impl Store {
+    fn new(dir: &std::path::Path, first_model: &str) -> Store {
+        let root = dir.join("store");
+        let base = format!("file://{}", root.display());
+        let vocabulary = vocabulary(8);
+        std::fs::create_dir_all(&root).expect("root");
+        std::fs::write(
+            root.join("vocabulary.json"),
+            vocabulary.to_json().expect("json"),
+        )
+        .expect("vocabulary");
+        let store = Store {
+            vocabulary_url: format!("{base}/vocabulary.json"),
+            vocabulary_version: vocabulary.version.clone(),
+            params: dir.join("params.json"),
+            root,
+            base,
+        };
+        store.publish("m0", first_model);
+        store
+    }
+
+    /// Publishes `model` as `id` and points the parameter file at it.
+    fn publish(&self, id: &str, model: &str) {
+        let url = publish_files(
+            &self.root,
+            &self.base,
+            id,
+            model,
+            &self.vocabulary_url,
+            &self.vocabulary_version,
+        );
+        put_params(&self.params, &[(names::MODEL_MANIFEST, &url)]);
+    }
+}
+
+fn model_texts(iterations: &[usize]) -> Vec<String> {
+    let (x, y) = synthetic_rows(2000, 8, 5);
+    iterations
+        .iter()
+        .map(|n| train(&x, &y, *n).save_string().expect("text"))
+        .collect()
+}
+
+/// `rtb-scorer serve` on a free loopback port over `params`, ready; `extra` flags appended.
+fn serve(dir: &std::path::Path, params: &std::path::Path, extra: &[&str]) -> (Process, u16) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "serve",
+        "--parameter-store",
+        params.to_str().expect("utf8"),
+        "--listen",
+        &listen,
+        "--workers",
+        "2",
+    ];
+    args.extend_from_slice(extra);
+    let mut process = spawn(
+        &workspace_binary("rtb-scorer"),
+        &args,
+        &[],
+        &dir.join("scorer.log"),
+    );
+    wait_for(&mut process, port, "/readyz", Duration::from_secs(60));
+    (process, port)
+}
 
 #[test]
 fn slow_bodies_are_cut_off_and_good_requests_still_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("store");
-    let base = format!("file://{}", root.display());
-    let vocabulary = vocabulary(8);
-    std::fs::create_dir_all(&root).expect("root");
-    std::fs::write(
-        root.join("vocabulary.json"),
-        vocabulary.to_json().expect("json"),
-    )
-    .expect("vocabulary");
-    let (x, y) = synthetic_rows(2000, 8, 5);
-    let model = train(&x, &y, 10).save_string().expect("text");
-    let m1 = publish_files(
-        &root,
-        &base,
-        "m1",
-        &model,
-        &format!("{base}/vocabulary.json"),
-        &vocabulary.version,
-    );
-    let params = dir.path().join("params.json");
-    put_params(&params, &[(names::MODEL_MANIFEST, &m1)]);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
+    let store = Store::new(dir.path(), &model_texts(&[10])[0]);
+    let params = &store.params;
+    let listen = format!("127.0.0.1:{}", free_port());
     // a guessable admin token is refused at start, not served
     let mut weak = spawn(
         &workspace_binary("rtb-scorer"),
@@ -62,23 +120,7 @@ fn slow_bodies_are_cut_off_and_good_requests_still_served() {
         "{}",
         weak.log_text()
     );
-    let mut process = spawn(
-        &workspace_binary("rtb-scorer"),
-        &[
-            "serve",
-            "--parameter-store",
-            params.to_str().expect("utf8"),
-            "--listen",
-            &listen,
-            "--workers",
-            "2",
-            "--body-timeout-ms",
-            "500",
-        ],
-        &[],
-        &dir.path().join("scorer.log"),
-    );
-    wait_for(&mut process, port, "/readyz", Duration::from_secs(60));
+    let (mut process, port) = serve(dir.path(), params, &["--body-timeout-ms", "500"]);
 
     // headers, then 10 of the 1,000 body bytes they announce, then nothing
     let slow = 300;
@@ -178,50 +220,9 @@ fn rss_kib(pid: u32) -> u64 {
 #[test]
 fn a_minute_of_mixed_load_and_reloads_fails_no_good_request() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("store");
-    let base = format!("file://{}", root.display());
-    let vocabulary = vocabulary(8);
-    std::fs::create_dir_all(&root).expect("root");
-    std::fs::write(
-        root.join("vocabulary.json"),
-        vocabulary.to_json().expect("json"),
-    )
-    .expect("vocabulary");
-    let vocabulary_url = format!("{base}/vocabulary.json");
-    let (x, y) = synthetic_rows(2000, 8, 5);
-    let models: Vec<String> = [10, 20]
-        .iter()
-        .map(|n| train(&x, &y, *n).save_string().expect("text"))
-        .collect();
-    let params = dir.path().join("params.json");
-    let m0 = publish_files(
-        &root,
-        &base,
-        "m0",
-        &models[0],
-        &vocabulary_url,
-        &vocabulary.version,
-    );
-    put_params(&params, &[(names::MODEL_MANIFEST, &m0)]);
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let mut process = spawn(
-        &workspace_binary("rtb-scorer"),
-        &[
-            "serve",
-            "--parameter-store",
-            params.to_str().expect("utf8"),
-            "--listen",
-            &listen,
-            "--workers",
-            "2",
-            "--reload-interval",
-            "1",
-        ],
-        &[],
-        &dir.path().join("scorer.log"),
-    );
-    wait_for(&mut process, port, "/readyz", Duration::from_secs(60));
+    let models = model_texts(&[10, 20]);
+    let store = Store::new(dir.path(), &models[0]);
+    let (mut process, port) = serve(dir.path(), &store.params, &["--reload-interval", "1"]);
     let pid = process.child.id();
 
     const SECONDS: u64 = 60;
@@ -275,16 +276,7 @@ fn a_minute_of_mixed_load_and_reloads_fails_no_good_request() {
     for round in 1..SECONDS / 10 {
         std::thread::sleep(Duration::from_secs(10));
         rss.push(rss_kib(pid));
-        let id = format!("m{round}");
-        let url = publish_files(
-            &root,
-            &base,
-            &id,
-            &models[(round % 2) as usize],
-            &vocabulary_url,
-            &vocabulary.version,
-        );
-        put_params(&params, &[(names::MODEL_MANIFEST, &url)]);
+        store.publish(&format!("m{round}"), &models[(round % 2) as usize]);
     }
     let (mut good, mut bad) = (0, 0);
     for client in clients {

@@ -138,18 +138,11 @@ async fn parity(dir: &Path, raw: &Path, name: &str, job: Option<String>) {
     let params = out.join("params.json").to_string_lossy().into_owned();
     let manifest = run(&RunArgs {
         job,
-        input: raw.to_string_lossy().into_owned(),
-        bids: "bid.*".into(),
-        imps: "imp.*".into(),
-        out: out.join("features").to_string_lossy().into_owned(),
-        params: Vec::new(),
-        read_as: rtb_features::Dialect::Strict,
-        memory_limit: "256MiB".into(),
-        spill_dir: None,
-        shuffle_buffer: None,
-        partitions: Some(2),
         parameter_store: params.clone(),
-        cluster: None,
+        ..crate::support::run_args(
+            &raw.to_string_lossy(),
+            &out.join("features").to_string_lossy(),
+        )
     })
     .await
     .unwrap_or_else(|e| panic!("{name}: etl runs: {e:#}"))

@@ -52,19 +52,8 @@ async fn committed_run(dir: &Path, store: &str) -> rtb_etl::run::Manifest {
     .await
     .expect("generates");
     let args = RunArgs {
-        job: None,
-        input: raw,
-        bids: "bid.*".into(),
-        imps: "imp.*".into(),
-        out: dir.join("features").to_string_lossy().into_owned(),
-        params: Vec::new(),
-        read_as: rtb_features::Dialect::Strict,
-        memory_limit: "256MiB".into(),
-        spill_dir: None,
-        shuffle_buffer: None,
-        partitions: Some(2),
         parameter_store: store.to_owned(),
-        cluster: None,
+        ..crate::support::run_args(&raw, &dir.join("features").to_string_lossy())
     };
     rtb_etl::run::run(&args).await.expect("etl runs").manifest
 }

@@ -41,7 +41,10 @@ fn status(kind: ErrorKind) -> StatusCode {
         ErrorKind::MalformedJson
         | ErrorKind::WrongType
         | ErrorKind::MissingField
-        | ErrorKind::InvalidValue => StatusCode::BAD_REQUEST,
+        | ErrorKind::InvalidValue
+        | ErrorKind::MalformedHttp => StatusCode::BAD_REQUEST,
+        ErrorKind::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        ErrorKind::HeadTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::BodyTooLarge | ErrorKind::BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorKind::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,

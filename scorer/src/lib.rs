@@ -23,6 +23,7 @@ pub mod openapi;
 pub mod server;
 pub mod state;
 pub mod statsd;
+pub mod wire;
 
 pub use artifacts::{ArtifactError, LoadedModel};
 pub use state::AppState;

@@ -44,10 +44,14 @@ pub enum ErrorKind {
     Internal = 11,
     BodyTimeout = 12,
     TooManyAttempts = 13,
+    /// Refused by the HTTP layer before any handler (see `wire`).
+    MalformedHttp = 14,
+    HeadTooLarge = 15,
+    HeadTimeout = 16,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 14] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::MalformedJson,
         ErrorKind::WrongType,
         ErrorKind::MissingField,
@@ -62,6 +66,9 @@ impl ErrorKind {
         ErrorKind::Internal,
         ErrorKind::BodyTimeout,
         ErrorKind::TooManyAttempts,
+        ErrorKind::MalformedHttp,
+        ErrorKind::HeadTooLarge,
+        ErrorKind::HeadTimeout,
     ];
 
     pub fn label(self) -> &'static str {
@@ -80,6 +87,9 @@ impl ErrorKind {
             ErrorKind::Internal => "internal",
             ErrorKind::BodyTimeout => "body_timeout",
             ErrorKind::TooManyAttempts => "too_many_attempts",
+            ErrorKind::MalformedHttp => "malformed_http",
+            ErrorKind::HeadTooLarge => "header_too_large",
+            ErrorKind::HeadTimeout => "request_head_timeout",
         }
     }
 }

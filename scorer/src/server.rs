@@ -2,17 +2,18 @@
 
 use std::time::Duration;
 
-use actix_web::{App, HttpServer, web};
+use actix_service::ServiceFactoryExt as _;
+use actix_web::{App, web};
 use clap::Args;
 use rtb_params::ParameterStore;
 use thiserror::Error;
 use tracing::{error, info, warn};
 
-use crate::api;
 use crate::artifacts::{self, ArtifactError};
 use crate::clock::{BadTimeZone, Clock};
 use crate::state::{AppState, Limits};
 use crate::statsd::{Statsd, StatsdError};
+use crate::{api, wire};
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
@@ -159,38 +160,50 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     let workers = args
         .workers
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
-    let app_state = state.clone();
-    let server = HttpServer::new(move || {
-        let draining = app_state.clone();
-        App::new()
-            .app_data(app_state.clone())
-            .configure(api::configure)
-            // while draining, each answer asks its client to reconnect (to another instance),
-            // so keep-alive connections leave before the listener closes
-            .wrap_fn(move |req, srv| {
-                let draining = draining.clone();
-                let answer = actix_web::dev::Service::call(srv, req);
-                async move {
-                    let mut res = answer.await?;
-                    if draining.shutting_down() {
-                        res.response_mut()
-                            .head_mut()
-                            .set_connection_type(actix_web::http::ConnectionType::Close);
-                    }
-                    Ok(res)
-                }
-            })
-    })
-    .workers(workers)
-    .shutdown_timeout(args.shutdown_timeout)
-    // our own handler flips readiness before the server stops
-    .disable_signals()
-    .listen(listener)
-    .map_err(|source| ServeError::Bind {
+    let address = listener.local_addr().map_err(|source| ServeError::Bind {
         address: args.listen.clone(),
         source,
     })?;
-    let addresses: Vec<String> = server.addrs().iter().map(ToString::to_string).collect();
+    // actix-web's HttpServer, assembled by hand so the socket under the dispatcher is a
+    // `wire::Watched` one: answers the HTTP layer gives before any handler are counted too
+    let builder = actix_server::Server::build();
+    let shutdown_signal = builder.graceful_shutdown_signal();
+    let app_state = state.clone();
+    let server = builder
+        .workers(workers)
+        .shutdown_timeout(args.shutdown_timeout)
+        // our own handler flips readiness before the server stops
+        .disable_signals()
+        .listen("rtb-scorer", listener, move || {
+            let watching = app_state.clone();
+            let shutdown_signal = shutdown_signal.clone();
+            actix_web::dev::fn_service(move |io: tokio::net::TcpStream| {
+                let peer = io.peer_addr().ok();
+                let _ = io.set_nodelay(true);
+                let watched = wire::Watched::new(io, watching.clone());
+                std::future::ready(Ok::<_, actix_http::error::DispatchError>((watched, peer)))
+            })
+            .and_then(
+                actix_http::HttpService::build()
+                    .graceful_shutdown_signal(move || {
+                        let signal = shutdown_signal.clone();
+                        async move { signal.notified().await }
+                    })
+                    // HttpServer's defaults
+                    .keep_alive(actix_http::KeepAlive::default())
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .local_addr(address)
+                    .h1(actix_service::map_config(app(app_state.clone()), |_| {
+                        actix_web::dev::AppConfig::default()
+                    })),
+            )
+        })
+        .map_err(|source| ServeError::Bind {
+            address: args.listen.clone(),
+            source,
+        })?;
+    let addresses = [address.to_string()];
     let server = server.run();
     info!(listen = ?addresses, workers, "scorer listening");
     if args.statsd.is_some() {
@@ -230,6 +243,39 @@ pub async fn serve(args: &ServeArgs) -> Result<(), ServeError> {
     server.await.map_err(ServeError::Server)?;
     info!("scorer stopped");
     Ok(())
+}
+
+/// The application every worker serves.
+fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = actix_web::dev::ServiceResponse,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let draining = state.clone();
+    App::new()
+        .app_data(state)
+        .configure(api::configure)
+        // while draining, each answer asks its client to reconnect (to another instance), so
+        // keep-alive connections leave before the listener closes
+        .wrap_fn(move |req, srv| {
+            let draining = draining.clone();
+            let answer = actix_web::dev::Service::call(srv, req);
+            async move {
+                let mut res = answer.await?;
+                if draining.shutting_down() {
+                    res.response_mut()
+                        .head_mut()
+                        .set_connection_type(actix_web::http::ConnectionType::Close);
+                }
+                Ok(res)
+            }
+        })
 }
 
 /// Checks the model pointer every `interval`; a new, valid model is swapped in.

@@ -200,8 +200,61 @@ fn slow_bodies_are_cut_off_and_good_requests_still_served() {
     assert_eq!(status, 400);
     let text = String::from_utf8_lossy(&answer);
     assert!(text.contains("8193 bytes; at most 8192"), "{text}");
+
+    refused_before_the_app_are_answered_and_counted(port);
     process.terminate();
     assert!(process.wait_exit(Duration::from_secs(30)).success());
+}
+
+/// What the HTTP layer refuses before any handler runs: a malformed request (after a good one
+/// on the same connection), a request head over actix's 128 KiB buffer, and a head that never
+/// completes. Each gets a JSON reason and is counted in `/metrics`.
+fn refused_before_the_app_are_answered_and_counted(port: u16) {
+    let exchange = |bytes: &[u8]| -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connects");
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .expect("timeout");
+        s.write_all(bytes).expect("sent");
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("answer then close");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let body_of = |answer: &str| -> serde_json::Value {
+        let (_, body) = answer.rsplit_once("\r\n\r\n").expect("a head and a body");
+        json(body.as_bytes())
+    };
+    let answer = exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let refused = &answer[answer.find("HTTP/1.1 400").expect("then a 400")..];
+    assert_eq!(body_of(refused)["error"], "malformed_http", "{refused}");
+
+    // exactly the buffer: the server reads all of it before answering, so the answer is
+    // never lost to a reset over unread bytes
+    let mut big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    big.resize(131_072, b'a');
+    let answer = exchange(&big);
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert_eq!(body_of(&answer)["error"], "header_too_large", "{answer}");
+
+    // a head that never ends: actix's 5 s request timeout
+    let answer = exchange(b"GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let reason = body_of(&answer);
+    assert_eq!(reason["error"], "request_head_timeout", "{answer}");
+    assert!(
+        reason["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("in time"))
+    );
+
+    let (_, metrics) = call(port, "GET", "/metrics", &[], b"").expect("metrics");
+    let metrics = String::from_utf8_lossy(&metrics);
+    for kind in ["malformed_http", "header_too_large", "request_head_timeout"] {
+        assert!(
+            metrics.contains(&format!("rtb_scorer_errors_total{{kind=\"{kind}\"}} 1\n")),
+            "{kind} counted once:\n{metrics}"
+        );
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use rtb_etl::generate::{CompressionArg, GenerateArgs, ImpLayoutArg};
 use rtb_etl::run::RunArgs;
 use rtb_params::{ParameterStore, names};
+use rtb_trainer::previous::Previous;
 use rtb_trainer::train::{TrainArgs, run as train};
 
 fn path_of(url: &str) -> PathBuf {
@@ -122,7 +123,9 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
     );
 
     let report = std::fs::read_to_string(path_of(&first.report_url)).expect("report page");
-    assert_eq!(report.matches("data:image/png;base64,").count(), 6);
+    assert_eq!(report.matches("data:image/png;base64,").count(), 7);
+    assert!(report.contains("No model was published before this one"));
+    assert!(matches!(first.previous, Previous::None));
     let metrics = json(manifest["metrics_file"].as_str().expect("metrics url"));
     assert!(
         metrics["test"]["filtering"]["curve"]
@@ -204,4 +207,84 @@ async fn trains_on_a_committed_run_and_publishes_only_on_success() {
     let err = train(&args).await.expect_err("bad objective");
     assert!(err.to_string().contains("binary classifier"), "{err}");
     assert_eq!(model_folders(&out), published);
+
+    // the second training scored the model it replaced on the same test rows: the first
+    // model's own figures, recomputed
+    let Previous::Compared {
+        model_id,
+        evaluation,
+    } = &second.previous
+    else {
+        panic!("the first model is compared: {:?}", second.previous);
+    };
+    assert_eq!(model_id, &first.manifest.model_id);
+    assert!(
+        (evaluation.roc_auc - first.evaluation.roc_auc).abs() < 1e-9,
+        "{} vs {}",
+        evaluation.roc_auc,
+        first.evaluation.roc_auc
+    );
+    assert!((evaluation.log_loss - first.evaluation.log_loss).abs() < 1e-9);
+    let second_manifest = json(&second.manifest_url);
+    let metrics = json(second_manifest["metrics_file"].as_str().expect("url"));
+    assert_eq!(metrics["previous_model"]["status"], "compared");
+    assert_eq!(
+        metrics["previous_model"]["model_id"],
+        first.manifest.model_id.as_str()
+    );
+    assert!(
+        metrics["validation"]["train_by_iteration"]
+            .as_array()
+            .is_some_and(|c| c.len() == 5)
+    );
+    assert!(
+        metrics["test"]["calibration"]["bins"]
+            .as_array()
+            .is_some_and(|b| b.len() > 5)
+    );
+    let report = std::fs::read_to_string(path_of(&second.report_url)).expect("report");
+    assert!(report.contains("Against the published model"), "compared");
+    assert!(rtb_trainer::train::render(&second).contains(&format!(
+        "against the published model {model_id} on this test split"
+    )));
+
+    // a published model of other features is not scored; the figures it was published with
+    // are shown instead
+    let mut other = second_manifest.clone();
+    other["contract"]["vocabulary_version"] = "sha256:other".into();
+    let other_path = dir.path().join("other-model-manifest.json");
+    std::fs::write(&other_path, other.to_string()).expect("write");
+    store
+        .put(
+            names::MODEL_MANIFEST,
+            &format!("file://{}", other_path.display()),
+        )
+        .await
+        .expect("put");
+    args.params = vec!["num_iterations=5".into(), "early_stopping_rounds=0".into()];
+    let third = train(&args).await.expect("trains beside another model");
+    let Previous::NotComparable {
+        reason, published, ..
+    } = &third.previous
+    else {
+        panic!("not comparable: {:?}", third.previous);
+    };
+    assert!(reason.contains("sha256:other"), "{reason}");
+    let published = published.as_ref().expect("its published metrics");
+    assert!((published.roc_auc - second.evaluation.roc_auc).abs() < 1e-12);
+
+    // a pointer to nothing never stops a training
+    store
+        .put(
+            names::MODEL_MANIFEST,
+            "file:///nonexistent/model-manifest.json",
+        )
+        .await
+        .expect("put");
+    let fourth = train(&args).await.expect("trains");
+    assert!(
+        matches!(&fourth.previous, Previous::Unreadable { manifest, .. } if manifest.contains("nonexistent")),
+        "{:?}",
+        fourth.previous
+    );
 }

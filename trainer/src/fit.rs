@@ -24,6 +24,11 @@ pub struct Fitted {
     pub metric: String,
     /// The validation metric after each iteration, 1-based iteration `i` at index `i - 1`.
     pub valid_metric: Vec<f64>,
+    /// The same metric on (a sample of) the training split, to tell overfitting from a plateau.
+    pub train_metric: Vec<f64>,
+    /// Training rows `train_metric` is measured on, of `train_rows`.
+    pub train_metric_rows: usize,
+    pub train_rows: usize,
     pub test_scores: Vec<f64>,
     /// The model's inputs, in order.
     pub feature_names: Vec<String>,
@@ -55,6 +60,23 @@ fn largest_difference(a: &[f64], b: &[f64]) -> f64 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f64::max)
+}
+
+/// At most this many training rows are scored per iteration for the training curve: a curve, not
+/// a metric to select on, so a sample is enough and keeps a long training split cheap.
+const TRAIN_CURVE_ROWS: usize = 100_000;
+
+/// Every k-th row of `split` (row-major, `width` columns), k chosen to keep at most `limit`.
+fn every_kth_row(split: &Split, width: usize, limit: usize) -> (Vec<f64>, Vec<f32>) {
+    let rows = split.y.len();
+    let k = rows.div_ceil(limit.max(1)).max(1);
+    let mut x = Vec::with_capacity(rows / k * width + width);
+    let mut y = Vec::with_capacity(rows / k + 1);
+    for row in (0..rows).step_by(k) {
+        x.extend_from_slice(&split.x[row * width..(row + 1) * width]);
+        y.push(split.y[row]);
+    }
+    (x, y)
 }
 
 /// The 1-based iteration with the best value; the earliest one on ties, as LightGBM's early
@@ -115,6 +137,11 @@ pub fn fit(
             last = p.to_vec();
         }
     });
+    let (sample_x, sample_y) = every_kth_row(train, names.len(), TRAIN_CURVE_ROWS);
+    let mut train_metric = Vec::with_capacity(trees_trained);
+    ensemble.staged_probabilities(&sample_x, |_, p| {
+        train_metric.push(metric_value(&metric, p, &sample_y));
+    });
     let lightgbm = booster.predict(&valid.x, width, true)?;
     let difference = largest_difference(&lightgbm, &last);
     if difference > 1e-9 {
@@ -151,6 +178,9 @@ pub fn fit(
         best_iteration: best,
         metric,
         valid_metric,
+        train_metric,
+        train_metric_rows: sample_y.len(),
+        train_rows: train.y.len(),
         test_scores,
         feature_names: names.to_vec(),
         importance_gain: booster.feature_importance(ImportanceType::Gain)?,
@@ -285,5 +315,30 @@ pub(crate) mod tests {
         assert_eq!(model.num_iterations() as usize, fitted.best_iteration);
         let best = fitted.valid_metric[fitted.best_iteration - 1];
         assert!(fitted.valid_metric.iter().all(|v| *v >= best));
+        // overfitting shows as the training curve improving on past the kept iteration
+        assert_eq!(fitted.train_metric.len(), fitted.trees_trained);
+        assert_eq!(fitted.train_metric_rows, 4_000);
+        let train_at_best = fitted.train_metric[fitted.best_iteration - 1];
+        assert!(
+            fitted
+                .train_metric
+                .last()
+                .is_some_and(|v| *v < train_at_best),
+            "{:?}",
+            fitted.train_metric
+        );
+    }
+
+    #[test]
+    fn the_training_curve_sample_is_every_kth_row() {
+        let (split, _) = signal_split("train", 25, 5);
+        let width = FEATURES;
+        let (x, y) = every_kth_row(&split, width, 10);
+        // k = ceil(25 / 10) = 3: rows 0, 3, ..., 24
+        assert_eq!(y.len(), 9);
+        assert_eq!(x.len(), 9 * width);
+        assert_eq!(&x[width..2 * width], &split.x[3 * width..4 * width]);
+        assert_eq!(y[8], split.y[24]);
+        assert_eq!(every_kth_row(&split, width, 100).1, split.y);
     }
 }

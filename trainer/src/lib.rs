@@ -10,6 +10,7 @@ pub mod fit;
 mod lightgbm_names;
 pub mod metrics;
 pub mod params;
+pub mod previous;
 pub mod publish;
 pub mod report;
 pub mod source;

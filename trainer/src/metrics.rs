@@ -152,6 +152,55 @@ impl Ranking {
         self.point(threshold, kept)
     }
 
+    /// Mean predicted probability against the observed win rate, in `bins` bins of about equal
+    /// row count from the lowest score up (a reliability diagram). Rows with the same score stay
+    /// in one bin, so a bin can hold more than its share.
+    pub fn calibration(&self, bins: usize) -> Calibration {
+        let rows = self.rows();
+        let per_bin = rows.div_ceil(bins.max(1) as u64).max(1);
+        let mut out: Vec<CalibrationBin> = Vec::new();
+        let mut open: Option<(CalibrationBin, f64)> = None;
+        let mut predicted_total = 0.0;
+        for g in self.groups.iter().rev() {
+            let n = g.positives + g.negatives;
+            let (bin, sum) = open.get_or_insert((
+                CalibrationBin {
+                    rows: 0,
+                    wins: 0,
+                    min_predicted: g.score,
+                    max_predicted: g.score,
+                    mean_predicted: 0.0,
+                    observed: 0.0,
+                },
+                0.0,
+            ));
+            bin.rows += n;
+            bin.wins += g.positives;
+            bin.max_predicted = g.score;
+            *sum += g.score * n as f64;
+            predicted_total += g.score * n as f64;
+            if bin.rows >= per_bin
+                && let Some((bin, sum)) = open.take()
+            {
+                out.push(bin.closed(sum));
+            }
+        }
+        if let Some((bin, sum)) = open.take() {
+            out.push(bin.closed(sum));
+        }
+        let error = out
+            .iter()
+            .map(|b| b.rows as f64 * (b.observed - b.mean_predicted).abs())
+            .sum::<f64>()
+            / rows.max(1) as f64;
+        Calibration {
+            bins: out,
+            expected_calibration_error: error,
+            mean_predicted: predicted_total / rows.max(1) as f64,
+            observed_rate: self.positives as f64 / rows.max(1) as f64,
+        }
+    }
+
     /// The highest threshold that still keeps `wins_share` of the wins: the most traffic a
     /// filter can drop under that constraint.
     pub fn filter_keeping(&self, wins_share: f64) -> FilterPoint {
@@ -363,10 +412,45 @@ pub struct Evaluation {
     pub spend: Option<f64>,
     pub thresholds: Vec<ThresholdMetrics>,
     pub filtering: Filtering,
+    pub calibration: Calibration,
     /// The sorted test scores everything above came from, kept for the ROC and PR charts.
     #[serde(skip)]
     pub ranking: Ranking,
 }
+
+/// How far predicted probabilities are from observed win rates (see [`Ranking::calibration`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct Calibration {
+    pub bins: Vec<CalibrationBin>,
+    /// Row-weighted mean of |observed rate - mean predicted| over the bins.
+    pub expected_calibration_error: f64,
+    pub mean_predicted: f64,
+    pub observed_rate: f64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct CalibrationBin {
+    pub rows: u64,
+    pub wins: u64,
+    pub min_predicted: f64,
+    pub max_predicted: f64,
+    pub mean_predicted: f64,
+    pub observed: f64,
+}
+
+impl CalibrationBin {
+    fn closed(self, predicted_sum: f64) -> Self {
+        let rows = self.rows.max(1) as f64;
+        CalibrationBin {
+            mean_predicted: predicted_sum / rows,
+            observed: self.wins as f64 / rows,
+            ..self
+        }
+    }
+}
+
+/// Bins of the calibration chart and table.
+pub const CALIBRATION_BINS: usize = 20;
 
 /// The bid-filtering trade-off: traffic dropped against wins kept.
 #[derive(Debug, Clone, Serialize)]
@@ -420,6 +504,7 @@ pub fn evaluate(
             curve: ranking.filtering_curve(0.002),
             spend_note: prices.is_none().then_some(SPEND_NOTE),
         },
+        calibration: ranking.calibration(CALIBRATION_BINS),
         ranking,
     }
 }
@@ -447,6 +532,50 @@ mod tests {
             r.roc_curve(),
             vec![(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
         );
+    }
+
+    #[test]
+    fn calibration_by_hand() {
+        let scores = [0.1, 0.1, 0.2, 0.4, 0.6, 0.8];
+        let labels = [0.0, 0.0, 1.0, 0.0, 1.0, 1.0];
+        let c = Ranking::new(&scores, &labels).calibration(3);
+        let shape: Vec<(u64, u64)> = c.bins.iter().map(|b| (b.rows, b.wins)).collect();
+        assert_eq!(shape, vec![(2, 0), (2, 1), (2, 2)]);
+        assert!(close(c.bins[1].mean_predicted, 0.3) && close(c.bins[1].observed, 0.5));
+        assert!((c.bins[1].min_predicted, c.bins[1].max_predicted) == (0.2, 0.4));
+        // |0 - 0.1|, |0.5 - 0.3|, |1 - 0.7|, each a third of the rows
+        assert!(close(c.expected_calibration_error, 0.2), "{c:?}");
+        assert!(close(c.mean_predicted, 2.2 / 6.0) && close(c.observed_rate, 0.5));
+        // a tie never splits: four rows of one score fill a bin of two
+        let tied = Ranking::new(&[0.3; 4], &[1.0, 0.0, 0.0, 0.0]).calibration(2);
+        assert_eq!(tied.bins.len(), 1);
+        assert_eq!(tied.bins[0].rows, 4);
+    }
+
+    #[test]
+    fn calibrated_scores_have_a_small_error_and_doubled_ones_a_large_one() {
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let scores: Vec<f64> = (0..50_000).map(|_| 0.02 + 0.3 * next()).collect();
+        let labels: Vec<f32> = scores
+            .iter()
+            .map(|p| if next() < *p { 1.0 } else { 0.0 })
+            .collect();
+        let honest = Ranking::new(&scores, &labels).calibration(CALIBRATION_BINS);
+        let doubled: Vec<f64> = scores.iter().map(|p| 2.0 * p).collect();
+        let over = Ranking::new(&doubled, &labels).calibration(CALIBRATION_BINS);
+        assert_eq!(honest.bins.len(), CALIBRATION_BINS);
+        assert!(honest.expected_calibration_error < 0.015, "{honest:?}");
+        assert!(over.expected_calibration_error > 0.15, "{over:?}");
+        let rows: u64 = over.bins.iter().map(|b| b.rows).sum();
+        let wins: u64 = over.bins.iter().map(|b| b.wins).sum();
+        assert_eq!(rows, 50_000);
+        assert_eq!(wins, labels.iter().filter(|l| **l > 0.5).count() as u64);
     }
 
     #[test]

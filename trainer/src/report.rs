@@ -13,7 +13,8 @@ use plotters::style::FontStyle;
 use serde::Serialize;
 
 use crate::fit::Fitted;
-use crate::metrics::{Evaluation, FilterPoint, Ranking};
+use crate::metrics::{Calibration, Evaluation, FilterPoint, Ranking};
+use crate::previous::{Previous, change};
 use crate::{Result, TrainerError};
 
 /// DejaVu Sans cut to Latin-1 and a few symbols (see `assets/README.md`).
@@ -110,7 +111,7 @@ fn thin<T: Copy>(points: &[T], n: usize) -> Vec<T> {
 }
 
 /// The headline: share of bid requests filtered out against share of wins (and spend) kept.
-pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
+pub fn filtering_chart(evaluation: &Evaluation, previous: &Previous) -> Result<Vec<u8>> {
     let f = &evaluation.filtering;
     render("bid-filtering trade-off", (1000, 640), |root| {
         let mut chart = ChartBuilder::on(root)
@@ -150,6 +151,27 @@ pub fn filtering_chart(evaluation: &Evaluation) -> Result<Vec<u8>> {
             ))?
             .label("random filter")
             .legend(line_key(GREY.into()));
+        if let Previous::Compared {
+            model_id,
+            evaluation: p,
+        } = previous
+        {
+            let old: Vec<(f64, f64)> = std::iter::once((100.0, 0.0))
+                .chain(
+                    p.filtering
+                        .curve
+                        .iter()
+                        .map(|p| (100.0 * p.filtered_share, 100.0 * p.wins_kept_share)),
+                )
+                .collect();
+            chart
+                .draw_series(DashedLineSeries::new(old, 8, 4, GREY.stroke_width(2)))?
+                .label(format!(
+                    "published model {model_id} (ROC AUC {:.3})",
+                    p.roc_auc
+                ))
+                .legend(line_key(GREY.stroke_width(2)));
+        }
         chart
             .draw_series(LineSeries::new(curve, MODEL_BLUE.stroke_width(3)))?
             .label(format!(
@@ -416,11 +438,13 @@ pub fn importance_chart(names: &[String], gain: &[f64], splits: &[f64]) -> Resul
     })
 }
 
-/// The validation metric per iteration, the kept iteration marked.
+/// The validation and training metric per iteration, the kept iteration marked.
 pub fn learning_chart(fitted: &Fitted) -> Result<Vec<u8>> {
-    let curve = &fitted.valid_metric;
-    let (lo, hi) = curve
+    let (lo, hi) = fitted
+        .valid_metric
         .iter()
+        .chain(&fitted.train_metric)
+        .filter(|v| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
             (a.min(*v), b.max(*v))
         });
@@ -430,32 +454,55 @@ pub fn learning_chart(fitted: &Fitted) -> Result<Vec<u8>> {
     } else {
         (0.0, 1.0)
     };
-    let last = curve.len().max(1) as f64;
+    // iterations are whole numbers: an integer axis never labels "2.5 trees"
+    let last = i32::try_from(fitted.valid_metric.len().max(1)).unwrap_or(i32::MAX);
+    let series = |curve: &[f64]| -> Vec<(i32, f64)> {
+        curve
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i32::try_from(i + 1).unwrap_or(i32::MAX), *v))
+            .collect()
+    };
     render("learning curve", (900, 480), |root| {
         let mut chart = ChartBuilder::on(root)
-            .caption(
-                format!("Validation {} by iteration", fitted.metric),
-                (FAMILY, 22),
-            )
+            .caption(format!("{} by iteration", fitted.metric), (FAMILY, 22))
             .margin(18)
             .x_label_area_size(50)
             .y_label_area_size(80)
-            .build_cartesian_2d(0.5f64..last + 0.5, lo..hi)?;
+            .build_cartesian_2d(0..last + 1, lo..hi)?;
         chart
             .configure_mesh()
             .x_desc("boosting iteration (trees)")
             .y_desc(fitted.metric.clone())
+            .x_labels(usize::try_from(last.min(10) + 1).unwrap_or(10))
             .label_style((FAMILY, 15))
             .axis_desc_style((FAMILY, 16))
             .draw()?;
         chart
             .draw_series(LineSeries::new(
-                curve.iter().enumerate().map(|(i, v)| ((i + 1) as f64, *v)),
+                series(&fitted.valid_metric),
                 MODEL_BLUE.stroke_width(2),
             ))?
             .label("validation split")
             .legend(line_key(MODEL_BLUE.stroke_width(2)));
-        let best = fitted.best_iteration as f64;
+        if !fitted.train_metric.is_empty() {
+            chart
+                .draw_series(LineSeries::new(
+                    series(&fitted.train_metric),
+                    ORANGE.stroke_width(2),
+                ))?
+                .label(format!(
+                    "training split ({} rows{})",
+                    fitted.train_metric_rows,
+                    if fitted.train_metric_rows < fitted.train_rows {
+                        ", a sample"
+                    } else {
+                        ""
+                    }
+                ))
+                .legend(line_key(ORANGE.stroke_width(2)));
+        }
+        let best = i32::try_from(fitted.best_iteration).unwrap_or(i32::MAX);
         chart
             .draw_series(DashedLineSeries::new(
                 vec![(best, lo), (best, hi)],
@@ -464,11 +511,74 @@ pub fn learning_chart(fitted: &Fitted) -> Result<Vec<u8>> {
                 KEPT_GREEN.stroke_width(2),
             ))?
             .label(format!(
-                "kept: {} of {} trees",
-                fitted.best_iteration, fitted.trees_trained
+                "kept: {} of {} trees{}",
+                fitted.best_iteration,
+                fitted.trees_trained,
+                if fitted.best_iteration == fitted.trees_trained {
+                    " (the last: more rounds may help)"
+                } else {
+                    ""
+                }
             ))
             .legend(line_key(KEPT_GREEN.stroke_width(2)));
         legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    })
+}
+
+/// Mean predicted probability against the observed win rate per bin of equal row count.
+pub fn calibration_chart(calibration: &Calibration) -> Result<Vec<u8>> {
+    let top = calibration
+        .bins
+        .iter()
+        .map(|b| b.mean_predicted.max(b.observed))
+        .fold(0.0f64, f64::max);
+    // the bins sit where the rows are (a few percent for a win rate): zoom there, to a round top
+    let top = ((top * 1.1 * 20.0).ceil() / 20.0).clamp(0.05, 1.0);
+    let points: Vec<(f64, f64)> = calibration
+        .bins
+        .iter()
+        .map(|b| (b.mean_predicted, b.observed))
+        .collect();
+    render("calibration", (700, 620), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .caption("Calibration (test split)", (FAMILY, 22))
+            .margin(18)
+            .x_label_area_size(50)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..top, 0f64..top)?;
+        chart
+            .configure_mesh()
+            .x_desc(format!(
+                "mean predicted probability ({} bins of equal row count)",
+                calibration.bins.len()
+            ))
+            .y_desc("observed win rate")
+            .label_style((FAMILY, 15))
+            .axis_desc_style((FAMILY, 16))
+            .draw()?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(0.0, 0.0), (top, top)],
+                6,
+                6,
+                GREY.stroke_width(1),
+            ))?
+            .label("perfectly calibrated")
+            .legend(line_key(GREY.into()));
+        chart
+            .draw_series(LineSeries::new(points.clone(), MODEL_BLUE.stroke_width(2)))?
+            .label(format!(
+                "model (expected calibration error {:.4})",
+                calibration.expected_calibration_error
+            ))
+            .legend(line_key(MODEL_BLUE.stroke_width(2)));
+        chart.draw_series(
+            points
+                .iter()
+                .map(|p| Circle::new(*p, 4, MODEL_BLUE.filled())),
+        )?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     })
 }
@@ -509,13 +619,18 @@ pub struct Chart {
 }
 
 /// All the charts, the headline first.
-pub fn charts(fitted: &Fitted, evaluation: &Evaluation, test_labels: &[f32]) -> Result<Vec<Chart>> {
+pub fn charts(
+    fitted: &Fitted,
+    evaluation: &Evaluation,
+    previous: &Previous,
+    test_labels: &[f32],
+) -> Result<Vec<Chart>> {
     let ranking = &evaluation.ranking;
     Ok(vec![
         Chart {
             file: "bid-filtering.png",
             title: "Bid filtering trade-off",
-            png: filtering_chart(evaluation)?,
+            png: filtering_chart(evaluation, previous)?,
         },
         Chart {
             file: "roc.png",
@@ -542,11 +657,103 @@ pub fn charts(fitted: &Fitted, evaluation: &Evaluation, test_labels: &[f32]) -> 
             )?,
         },
         Chart {
+            file: "calibration.png",
+            title: "Calibration",
+            png: calibration_chart(&evaluation.calibration)?,
+        },
+        Chart {
             file: "learning-curve.png",
-            title: "Validation metric by iteration",
+            title: "Training and validation metric by iteration",
             png: learning_chart(fitted)?,
         },
     ])
+}
+
+/// The model serving now beside this one: what publishing this one changes.
+fn previous_section(s: &mut String, current: &Evaluation, previous: &Previous) {
+    match previous {
+        Previous::None => {
+            s.push_str("<p class=\"note\">No model was published before this one.</p>\n");
+        }
+        Previous::Compared {
+            model_id,
+            evaluation: p,
+        } => {
+            let _ = writeln!(
+                s,
+                "<h2>Against the published model</h2>\n<p>The model the parameter store served \
+                 before this one, <code>{}</code>, scored on the same test rows.</p>\n\
+                 <table><tr><th>test metric</th><th>published model</th><th>this model</th><th>change</th></tr>",
+                escape(model_id)
+            );
+            let (old, new) = (p.filtering.recommended, current.filtering.recommended);
+            for (name, a, b) in [
+                ("ROC AUC", p.roc_auc, current.roc_auc),
+                ("PR AUC", p.pr_auc, current.pr_auc),
+                ("log loss", p.log_loss, current.log_loss),
+                (
+                    "expected calibration error",
+                    p.calibration.expected_calibration_error,
+                    current.calibration.expected_calibration_error,
+                ),
+                (
+                    "requests filtered at the wins-kept target",
+                    old.filtered_share,
+                    new.filtered_share,
+                ),
+            ] {
+                let _ = writeln!(
+                    s,
+                    "<tr><td>{name}</td><td>{a:.4}</td><td>{b:.4}</td><td>{}</td></tr>",
+                    change(a, b)
+                );
+            }
+            let _ = writeln!(
+                s,
+                "<tr><td>threshold at the wins-kept target</td><td>{:.4}</td><td>{:.4}</td><td></td></tr></table>",
+                old.threshold, new.threshold
+            );
+        }
+        Previous::NotComparable {
+            model_id,
+            reason,
+            published,
+        } => {
+            let _ = writeln!(
+                s,
+                "<h2>Against the published model</h2>\n<p>The published model <code>{}</code> was \
+                 not scored on this test split: {}.</p>",
+                escape(model_id),
+                escape(reason)
+            );
+            if let Some(m) = published {
+                let _ = writeln!(
+                    s,
+                    "<table><tr><th>test metric, each on its own test split</th><th>published model ({} rows)</th><th>this model ({} rows)</th></tr>\
+                     <tr><td>ROC AUC</td><td>{:.4}</td><td>{:.4}</td></tr>\
+                     <tr><td>PR AUC</td><td>{:.4}</td><td>{:.4}</td></tr>\
+                     <tr><td>log loss</td><td>{:.4}</td><td>{:.4}</td></tr></table>",
+                    m.rows,
+                    current.rows,
+                    m.roc_auc,
+                    current.roc_auc,
+                    m.pr_auc,
+                    current.pr_auc,
+                    m.log_loss,
+                    current.log_loss
+                );
+            }
+        }
+        Previous::Unreadable { manifest, reason } => {
+            let _ = writeln!(
+                s,
+                "<h2>Against the published model</h2>\n<p class=\"note\">The published model \
+                 (<code>{}</code>) could not be read to compare with: {}.</p>",
+                escape(manifest),
+                escape(reason)
+            );
+        }
+    }
 }
 
 fn escape(text: &str) -> String {
@@ -591,6 +798,7 @@ pub fn html(
     facts: &PageFacts<'_>,
     fitted: &Fitted,
     evaluation: &Evaluation,
+    previous: &Previous,
     charts: &[Chart],
 ) -> String {
     let e = evaluation;
@@ -634,6 +842,7 @@ pub fn html(
     if let Some(c) = charts.first() {
         s.push_str(&image(c));
     }
+    previous_section(&mut s, evaluation, previous);
     s.push_str("<h2>Filter thresholds</h2>\n<table><tr><th>target</th><th>threshold</th><th>requests filtered</th><th>wins kept</th><th>spend kept</th><th>requests kept</th><th>wins kept (rows)</th></tr>\n");
     for p in &f.by_wins_kept {
         filter_row(
@@ -678,6 +887,16 @@ pub fn html(
         );
     }
     s.push_str("</table>\n");
+    let c = &e.calibration;
+    let _ = writeln!(
+        s,
+        "<p>Calibration: the mean predicted probability is {:.4} against a win rate of {:.4}; \
+         the expected calibration error over {} bins of equal row count is {:.4}.</p>",
+        c.mean_predicted,
+        c.observed_rate,
+        c.bins.len(),
+        c.expected_calibration_error
+    );
     for c in charts.iter().skip(1) {
         s.push_str(&image(c));
     }
@@ -752,8 +971,22 @@ mod tests {
             &[0.5, 0.1],
             0.99,
         );
-        let charts = charts(&fitted, &evaluation, &test.y).expect("charts");
-        assert_eq!(charts.len(), 6);
+        let previous = Previous::Compared {
+            model_id: "older<m>".into(),
+            evaluation: Box::new(crate::metrics::evaluate(
+                &fitted
+                    .test_scores
+                    .iter()
+                    .map(|s| s * 0.5)
+                    .collect::<Vec<_>>(),
+                &test.y,
+                None,
+                &[0.5],
+                0.99,
+            )),
+        };
+        let charts = charts(&fitted, &evaluation, &previous, &test.y).expect("charts");
+        assert_eq!(charts.len(), 7);
         for c in &charts {
             assert!(is_png(&c.png) && c.png.len() > 5_000, "{}", c.file);
         }
@@ -773,13 +1006,17 @@ mod tests {
             params: &params,
             durations_ms: &durations,
         };
-        let page = html(&facts, &fitted, &evaluation, &charts);
-        assert_eq!(page.matches("data:image/png;base64,").count(), 6);
+        let page = html(&facts, &fitted, &evaluation, &previous, &charts);
+        assert!(page.contains("Against the published model") && page.contains("older&lt;m&gt;"));
+        // halving every score keeps the ranking: the same AUC, a worse log loss
+        assert!(page.contains("<td>ROC AUC</td>") && page.contains("+0.0000"));
+        assert_eq!(page.matches("data:image/png;base64,").count(), 7);
         assert!(page.contains("m&lt;1&gt;") && !page.contains("m<1>"));
         assert!(page.contains("keeps <b>") && page.contains("</b> of spend)"));
         assert!(!page.contains("spend kept is not reported"));
         let unpriced = crate::metrics::evaluate(&fitted.test_scores, &test.y, None, &[0.5], 0.99);
-        let page = html(&facts, &fitted, &unpriced, &charts);
+        let page = html(&facts, &fitted, &unpriced, &Previous::None, &charts);
+        assert!(page.contains("No model was published before this one"));
         assert!(page.contains("spend kept is not reported") && page.contains("n/a"));
     }
 }

@@ -13,6 +13,7 @@ use tracing::info;
 use crate::data::{Split, read_split};
 use crate::fit::{Fitted, fit};
 use crate::metrics::{Evaluation, evaluate};
+use crate::previous::{self, Previous};
 use crate::publish::{
     Destination, MANIFEST_FILE, MODEL_FILE, MODELS_DIR, MetricsSummary, ModelFiles, SplitInfo,
     TrainingRecord, model_id, publish, sha256_hex,
@@ -87,6 +88,8 @@ pub struct TrainOutcome {
     /// How the model came about (also in the manifest's extra fields).
     pub record: TrainingRecord,
     pub evaluation: Evaluation,
+    /// The model this one replaces in the parameter store, compared where it can be.
+    pub previous: Previous,
 }
 
 fn check_inputs(args: &TrainArgs) -> Result<()> {
@@ -172,11 +175,13 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
     let splits = read_splits(&run).await?;
     durations.insert("read", phase.elapsed().as_millis() as u64);
 
+    // read before training: what the user is about to replace, scored on the same test rows
+    let published = previous::load(&store, &run.contract).await;
     let thresholds = args.thresholds.clone();
     let wins_kept = args.wins_kept;
     let fit_params = params.clone();
     let names = run.contract.feature_names();
-    let (splits, fitted, evaluation, charts, evaluate_ms, report_ms) =
+    let (splits, fitted, evaluation, previous, charts, evaluate_ms, report_ms) =
         tokio::task::spawn_blocking(move || -> Result<_> {
             let fitted = fit(&splits[0], &splits[1], &splits[2], &names, &fit_params)?;
             let phase = Instant::now();
@@ -188,11 +193,26 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
                 &thresholds,
                 wins_kept,
             );
+            let previous = published.evaluate(
+                &test.x,
+                &test.y,
+                test.price.as_deref(),
+                &thresholds,
+                wins_kept,
+            );
             let evaluate_ms = phase.elapsed().as_millis() as u64;
             let phase = Instant::now();
-            let charts = report::charts(&fitted, &evaluation, &test.y)?;
+            let charts = report::charts(&fitted, &evaluation, &previous, &test.y)?;
             let report_ms = phase.elapsed().as_millis() as u64;
-            Ok((splits, fitted, evaluation, charts, evaluate_ms, report_ms))
+            Ok((
+                splits,
+                fitted,
+                evaluation,
+                previous,
+                charts,
+                evaluate_ms,
+                report_ms,
+            ))
         })
         .await
         .map_err(|e| TrainerError::Task(e.to_string()))??;
@@ -208,6 +228,9 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         roc_auc = evaluation.roc_auc,
         "trained and evaluated"
     );
+    if let Previous::Unreadable { manifest, reason } = &previous {
+        tracing::warn!(%manifest, "the published model cannot be read to compare with: {reason}");
+    }
 
     // the stored manifest's total covers everything up to publishing
     durations.insert("total", started.elapsed().as_millis() as u64);
@@ -237,7 +260,7 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         created_at: Some(chrono::Utc::now().to_rfc3339()),
         extra: record.to_fields()?,
     };
-    let metrics_json = metrics_document(&manifest, &record, &fitted, &evaluation)?;
+    let metrics_json = metrics_document(&manifest, &record, &fitted, &evaluation, &previous)?;
     let facts = PageFacts {
         model_id: &id,
         etl_run_id: &run.manifest.run_id,
@@ -250,7 +273,7 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
         params: &params,
         durations_ms: &durations,
     };
-    let page = report::html(&facts, &fitted, &evaluation, &charts);
+    let page = report::html(&facts, &fitted, &evaluation, &previous, &charts);
     let mut report_files: Vec<(String, Bytes)> = vec![
         ("report/report.html".into(), Bytes::from(page)),
         ("report/metrics.json".into(), Bytes::from(metrics_json)),
@@ -278,6 +301,7 @@ pub async fn run(args: &TrainArgs) -> Result<TrainOutcome> {
             ..record
         },
         evaluation,
+        previous,
     })
 }
 
@@ -350,6 +374,7 @@ fn metrics_document(
     record: &TrainingRecord,
     fitted: &Fitted,
     evaluation: &Evaluation,
+    previous: &Previous,
 ) -> Result<Vec<u8>> {
     let document = serde_json::json!({
         "model_id": manifest.model_id,
@@ -359,10 +384,13 @@ fn metrics_document(
         "validation": {
             "metric": fitted.metric,
             "by_iteration": fitted.valid_metric,
+            "train_by_iteration": fitted.train_metric,
+            "train_rows_measured": fitted.train_metric_rows,
             "best_iteration": fitted.best_iteration,
             "trees_trained": fitted.trees_trained,
         },
         "feature_importance": report::feature_importance(fitted),
+        "previous_model": previous,
     });
     serde_json::to_vec_pretty(&document).map_err(|source| TrainerError::Json {
         what: "the metrics",
@@ -442,6 +470,12 @@ pub fn render(outcome: &TrainOutcome) -> String {
             mcc
         );
     }
+    let c = &e.calibration;
+    let _ = writeln!(
+        s,
+        "calibration: mean predicted {:.4} against a win rate of {:.4}, expected calibration error {:.4}",
+        c.mean_predicted, c.observed_rate, c.expected_calibration_error
+    );
     let r = e.filtering.recommended;
     let _ = writeln!(
         s,
@@ -454,6 +488,9 @@ pub fn render(outcome: &TrainOutcome) -> String {
         ),
         100.0 * r.filtered_share
     );
+    if let Some(line) = outcome.previous.summary(e) {
+        let _ = writeln!(s, "{line}");
+    }
     let durations: Vec<String> = rec
         .durations_ms
         .iter()

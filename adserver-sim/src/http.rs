@@ -291,6 +291,56 @@ impl Client {
     }
 }
 
+/// The model a scorer served, as its `GET /v1/model` states it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServedModel {
+    pub model_id: String,
+    pub trees: Option<u64>,
+    pub vocabulary_version: Option<String>,
+    /// When the trainer published it.
+    pub created_at: Option<String>,
+}
+
+impl ServedModel {
+    /// Reads the scorer's `/v1/model` answer; `None` when it is not one.
+    pub fn from_json(body: &[u8]) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+        Some(ServedModel {
+            model_id: v.get("modelVersion")?.as_str()?.to_owned(),
+            trees: v.get("trees").and_then(serde_json::Value::as_u64),
+            vocabulary_version: v
+                .get("vocabularyVersion")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned),
+            created_at: v
+                .pointer("/manifest/created_at")
+                .and_then(|s| s.as_str())
+                .map(str::to_owned),
+        })
+    }
+}
+
+impl Client {
+    /// The model the target serves now, from `GET /v1/model`; `Err` says why it is unknown (a
+    /// target that is not this project's scorer has no such endpoint).
+    pub async fn served_model(&self) -> std::result::Result<ServedModel, String> {
+        let mut connection = Connection::open(&self.target, self.connect_timeout)
+            .await
+            .map_err(|e| e.detail)?;
+        let asked = connection.send(&self.target, Method::GET, "/v1/model", Bytes::new());
+        match tokio::time::timeout(self.timeout, asked).await {
+            Ok(Ok((200, body))) => ServedModel::from_json(&body)
+                .ok_or_else(|| "GET /v1/model did not answer with a model".to_owned()),
+            Ok(Ok((status, _))) => Err(format!("GET /v1/model answered http {status}")),
+            Ok(Err(e)) => Err(e.detail),
+            Err(_) => Err(format!(
+                "no answer to GET /v1/model within {:?}",
+                self.timeout
+            )),
+        }
+    }
+}
+
 /// Idle connections of the open loop; the caller bounds how many are out at once.
 #[derive(Default)]
 pub struct Pool {

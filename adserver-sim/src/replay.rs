@@ -252,6 +252,8 @@ pub async fn replay(args: &ReplayArgs) -> Result<Summary> {
         .await?;
     let stop = CancellationToken::new();
     stop_on_signal(stop.clone())?;
+    let started_at = chrono::Utc::now();
+    let served = settings.client.served_model().await;
     let info = args.run_info(&settings, payloads.rows_per_call());
     info!(
         target = %info.target,
@@ -269,6 +271,20 @@ pub async fn replay(args: &ReplayArgs) -> Result<Summary> {
     stop.cancel();
     let mut summary = measured.recorder.summary(info, loaded.report, measured.end);
     summary.calls.resent = settings.client.resent.load(Ordering::Relaxed);
+    summary.started_at = started_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    summary.finished_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    match served {
+        Ok(model) => {
+            summary.model_at_end = settings
+                .client
+                .served_model()
+                .await
+                .ok()
+                .filter(|end| end.model_id != model.model_id);
+            summary.model = Some(model);
+        }
+        Err(reason) => summary.model_unknown = Some(reason),
+    }
     println!("{}", report::text(&summary));
     report::write(&args.report_dir, &summary).await?;
     if summary.calls.sent > 0 && summary.calls.ok == 0 {

@@ -42,11 +42,35 @@ fn headline(s: &Summary) -> String {
     )
 }
 
+/// The model served and when, in one line.
+fn model_line(s: &Summary) -> String {
+    let model = match (&s.model, &s.model_unknown) {
+        (Some(m), _) => {
+            let mut line = m.model_id.clone();
+            if let Some(trees) = m.trees {
+                line.push_str(&format!(" ({trees} trees"));
+                if let Some(at) = &m.created_at {
+                    line.push_str(&format!(", published {at}"));
+                }
+                line.push(')');
+            }
+            if let Some(end) = &s.model_at_end {
+                line.push_str(&format!(", reloaded to {} during the run", end.model_id));
+            }
+            line
+        }
+        (None, Some(why)) => format!("unknown ({why})"),
+        (None, None) => "unknown".to_owned(),
+    };
+    format!("{model}; replayed {} to {}", s.started_at, s.finished_at)
+}
+
 /// The readable summary.
 pub fn text(s: &Summary) -> String {
     let mut out = String::new();
     let r = &s.requests;
     let _ = writeln!(out, "rtb-adserver-sim: {}", headline(s));
+    let _ = writeln!(out, "model       {}", model_line(s));
     let _ = writeln!(
         out,
         "requests    {} loaded from {} ({} files read, {} unreadable, {} skipped; {} lines, {} malformed, {} blank)",
@@ -189,6 +213,7 @@ fn escape(text: &str) -> String {
 /// The HTML report.
 pub fn html(s: &Summary) -> String {
     let mut rows: Vec<(String, String)> = vec![
+        ("model".into(), model_line(s)),
         ("load".into(), headline(s)),
         (
             "requests".into(),
@@ -279,7 +304,7 @@ pub fn html(s: &Summary) -> String {
     charts.push_str(&likelihood_chart(s));
     format!(
         r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>rtb-adserver-sim report</title>
+<html lang="en"><head><meta charset="utf-8"><title>rtb-adserver-sim report {date}</title>
 <style>
 body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 820px; color: #222; }}
 table {{ border-collapse: collapse; margin-bottom: 1em; }}
@@ -289,13 +314,19 @@ figure {{ margin: 1.5em 0; }} figcaption {{ font-weight: 600; margin-bottom: .3e
 svg text {{ font-size: 11px; fill: #333; }}
 .note {{ color: #555; font-size: 90%; }}
 </style></head><body>
-<h1>rtb-adserver-sim</h1>
+<h1>rtb-adserver-sim: {model}</h1>
 <table>
 {table}</table>
 <p class="note">{note}</p>
 {charts}</body></html>
 "#,
-        note = escape(note)
+        note = escape(note),
+        date = escape(&s.started_at),
+        model = escape(
+            s.model
+                .as_ref()
+                .map_or("model unknown", |m| m.model_id.as_str())
+        )
     )
 }
 
@@ -307,25 +338,67 @@ const TOP: f64 = 14.0;
 const BOTTOM: f64 = 42.0;
 const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
 
-/// A linear or log10 axis over `[min, max]`.
+/// A linear or log10 axis over `[min, max]`; [`Axis::new`] widens the range to the ticks around
+/// the data, so every chart ends on a labelled tick instead of at its largest value.
 #[derive(Debug, Clone, Copy)]
 struct Axis {
     min: f64,
     max: f64,
     log: bool,
+    /// Linear axes: the distance between ticks.
+    step: f64,
 }
 
+/// The 1-2-5 steps of a log axis.
+const LOG_STEPS: [f64; 3] = [1.0, 2.0, 5.0];
+
 impl Axis {
+    /// The range widened to ticks: the linear step nearest a sixth of the span, or the 1-2-5
+    /// values below and above the data.
     fn new(min: f64, max: f64, log: bool) -> Self {
-        let (min, max) = if log {
+        if log {
             let min = min.max(1e-3);
-            (min, max.max(min * 10.0))
-        } else if max <= min {
-            (min, min + 1.0)
-        } else {
-            (min, max)
-        };
-        Axis { min, max, log }
+            let max = max.max(min);
+            let decade = |v: f64| 10f64.powf(v.log10().floor());
+            let below = LOG_STEPS
+                .iter()
+                .rev()
+                .map(|m| m * decade(min))
+                .find(|v| *v <= min * (1.0 + 1e-9))
+                .unwrap_or(decade(min));
+            let above = LOG_STEPS
+                .iter()
+                .chain(&[10.0])
+                .map(|m| m * decade(max))
+                .find(|v| *v >= max * (1.0 - 1e-9))
+                .unwrap_or(decade(max) * 10.0);
+            // at least one decade, so a flat series still has ticks to read
+            return Axis {
+                min: below,
+                max: above.max(below * 10.0),
+                log,
+                step: 0.0,
+            };
+        }
+        let max = if max <= min { min + 1.0 } else { max };
+        let step = linear_step(max - min);
+        Axis {
+            min: (min / step + 1e-9).floor() * step,
+            max: (max / step - 1e-9).ceil() * step,
+            log,
+            step,
+        }
+    }
+
+    /// Exactly `[min, max]`, for axes whose ticks the chart places itself.
+    fn exact(min: f64, max: f64) -> Self {
+        let max = if max <= min { min + 1.0 } else { max };
+        Axis {
+            min,
+            max,
+            log: false,
+            step: linear_step(max - min),
+        }
     }
 
     /// Position in [0, 1].
@@ -343,7 +416,7 @@ impl Axis {
             let mut ticks = Vec::new();
             let mut p = 10f64.powf(self.min.log10().floor());
             while p <= self.max * 1.0001 {
-                for m in [1.0, 2.0, 5.0] {
+                for m in LOG_STEPS {
                     let v = p * m;
                     if v >= self.min * 0.9999 && v <= self.max * 1.0001 {
                         ticks.push((v, tick_label(v)));
@@ -353,22 +426,28 @@ impl Axis {
             }
             return ticks;
         }
-        let span = self.max - self.min;
-        let raw = span / 6.0;
-        let magnitude = 10f64.powf(raw.log10().floor());
-        let step = [1.0, 2.0, 5.0, 10.0]
-            .iter()
-            .map(|m| m * magnitude)
-            .find(|s| *s >= raw)
-            .unwrap_or(magnitude * 10.0);
-        let mut v = (self.min / step).ceil() * step;
-        let mut ticks = Vec::new();
-        while v <= self.max + step * 1e-9 {
-            ticks.push((v, tick_label(v)));
-            v += step;
-        }
-        ticks
+        let step = self.step;
+        let first = (self.min / step - 1e-9).ceil() as i64;
+        let last = (self.max / step + 1e-9).floor() as i64;
+        // multiples of the step, not sums of it, so 0.1 + 0.2 never labels 0.30000000000000004
+        (first..=last)
+            .map(|k| {
+                let v = k as f64 * step;
+                (v, tick_label(v))
+            })
+            .collect()
     }
+}
+
+/// The 1-2-5 step nearest a sixth of `span`, at least that.
+fn linear_step(span: f64) -> f64 {
+    let raw = span / 6.0;
+    let magnitude = 10f64.powf(raw.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|s| *s >= raw * (1.0 - 1e-9))
+        .unwrap_or(magnitude * 10.0)
 }
 
 fn tick_label(v: f64) -> String {
@@ -615,7 +694,7 @@ fn percentile_chart(s: &Summary) -> String {
         last_x = last_x.max(x);
         points.push((x, point.latency_ms));
     }
-    let x = Axis::new(0.0, last_x.max(1.0), false);
+    let x = Axis::exact(0.0, last_x.max(1.0));
     let mut x_ticks: Vec<(f64, String)> = ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
         .iter()
         .enumerate()
@@ -721,7 +800,13 @@ mod tests {
             measured: Duration::from_secs(3),
             open_loop: open,
         };
-        r.summary(run, LoadReport::default(), end)
+        let mut summary = r.summary(run, LoadReport::default(), end);
+        summary.started_at = "2026-12-01T10:00:00Z".into();
+        summary.finished_at = "2026-12-01T10:00:04Z".into();
+        summary.model = crate::http::ServedModel::from_json(
+            br#"{"modelVersion":"20261201T095500Z-ab12cd34","trees":50,"manifest":{"created_at":"2026-12-01T09:55:00Z"}}"#,
+        );
+        summary
     }
 
     #[test]
@@ -735,6 +820,7 @@ mod tests {
             "http_503 1",
             "from each call's intended send time",
             "likelihood  mean 0.4950",
+            "model       20261201T095500Z-ab12cd34 (50 trees, published 2026-12-01T09:55:00Z); replayed 2026-12-01T10:00:00Z to 2026-12-01T10:00:04Z",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from\n{text}");
         }
@@ -750,6 +836,7 @@ mod tests {
         assert_eq!(html.matches("<svg").count(), 4, "four charts");
         assert!(html.contains("<polyline"), "lines drawn");
         assert!(html.contains("coordinated omission"));
+        assert!(html.contains("rtb-adserver-sim: 20261201T095500Z-ab12cd34</h1>"));
         assert!(html.contains("&lt;x&gt;"), "escaped");
         assert!(!html.contains("<script") && !html.contains("src=\"http"));
         for bad in ["NaN", "\"inf", ",inf", "inf,"] {
@@ -776,9 +863,24 @@ mod tests {
         assert!((log.at(10.0) - 0.5).abs() < 1e-12);
         let labels: Vec<String> = log.ticks().into_iter().map(|t| t.1).collect();
         assert!(labels.contains(&"0.1".to_owned()) && labels.contains(&"1000".to_owned()));
+        // the data's range widens to ticks: 7 ends on 8, 0.37 ms on 0.2 and 3.1 ms on 5
         let lin = Axis::new(0.0, 7.0, false);
         let ticks: Vec<f64> = lin.ticks().into_iter().map(|t| t.0).collect();
-        assert_eq!(ticks, [0.0, 2.0, 4.0, 6.0]);
+        assert_eq!(ticks, [0.0, 2.0, 4.0, 6.0, 8.0]);
+        assert_eq!((lin.min, lin.max), (0.0, 8.0));
+        let ms = Axis::new(0.37, 3.1, true);
+        assert!(
+            (ms.min - 0.2).abs() < 1e-12 && (ms.max - 5.0).abs() < 1e-12,
+            "{ms:?}"
+        );
+        let labels: Vec<String> = ms.ticks().into_iter().map(|t| t.1).collect();
+        assert_eq!(labels, ["0.2", "0.5", "1", "2", "5"]);
+        let rate = Axis::new(0.0, 1050.0, false);
+        assert_eq!(
+            rate.ticks().last().map(|t| t.1.clone()),
+            Some("1200".to_owned())
+        );
+        assert_eq!(Axis::new(0.0, 1.0, false).ticks().len(), 6);
         assert_eq!(tick_label(0.25), "0.25");
         assert_eq!(tick_label(2.0), "2");
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use crate::http::CallErrorKind;
+use crate::http::{CallErrorKind, ServedModel};
 use crate::payload::Scored;
 use crate::requests::LoadReport;
 
@@ -300,6 +300,11 @@ impl Recorder {
         let measured_seconds = end.measured.as_secs_f64();
         Summary {
             run,
+            started_at: String::new(),
+            finished_at: String::new(),
+            model: None,
+            model_at_end: None,
+            model_unknown: None,
             requests,
             stopped_by: end.stopped_by.to_owned(),
             measured_seconds,
@@ -419,6 +424,15 @@ pub struct PercentilePoint {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Summary {
     pub run: RunInfo,
+    /// When the replay started and ended (RFC 3339, UTC).
+    pub started_at: String,
+    pub finished_at: String,
+    /// The model the scorer served when the replay started, when it says (`GET /v1/model`).
+    pub model: Option<ServedModel>,
+    /// The model it served at the end, when that is another one (a reload during the run).
+    pub model_at_end: Option<ServedModel>,
+    /// Why the model is not known, when it is not.
+    pub model_unknown: Option<String>,
     pub requests: LoadReport,
     /// `duration`, `calls` or `signal`.
     pub stopped_by: String,

@@ -147,6 +147,16 @@ fn replays_the_etl_requests_at_the_real_scorer() {
         assert_eq!(u64_at(summary, "/calls/ok"), calls, "{summary:#}");
         assert_eq!(u64_at(summary, "/calls/failed"), 0);
         assert_eq!(summary["errors"], serde_json::json!({}));
+        // the report says which model answered, and when
+        assert_eq!(summary["model"]["model_id"], "m1", "{summary:#}");
+        assert_eq!(u64_at(summary, "/model/trees"), 20);
+        assert!(summary["model_at_end"].is_null());
+        assert!(
+            summary["started_at"]
+                .as_str()
+                .is_some_and(|t| t.ends_with('Z') && t.len() == 20)
+        );
+        assert!(summary["finished_at"].as_str() >= summary["started_at"].as_str());
         assert_eq!(u64_at(summary, "/likelihood/count"), 80, "{endpoint}");
         assert_eq!(u64_at(summary, "/calls/rows_scored"), 80);
         let got_mean = f64_at(summary, "/likelihood/mean");

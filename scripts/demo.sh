@@ -4,10 +4,13 @@
 # bid-filtering model, serves it and replays the ETL's inference requests at the scorer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+# only what building needs: the test servers and tools come with scripts/test.sh
+scripts/setup.sh build
 source scripts/env.sh
-# release by default; RTB_DEMO_PROFILE=dev reuses the test build (faster to build, slower to run)
-profile="${RTB_DEMO_PROFILE:-release}"
+# the dev profile (dependencies optimised) by default: the build scripts/test.sh reuses, cold in
+# about 25 minutes on 2 cores; RTB_DEMO_PROFILE=release for the benchmarks' binaries (about 60)
+profile="${RTB_DEMO_PROFILE:-dev}"
+echo "building the workspace ($profile profile); the first build takes about 25 minutes on 2 cores" >&2
 cargo build --profile "$profile" --locked --workspace --bins
 bin="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 out="${RTB_DEMO_DIR:-data/demo}"

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building and testing need on a fresh Debian machine; quick when all is there.
+# `scripts/setup.sh build` installs only what building needs (the demo's set-up); without an
+# argument, also every server and tool the tests start.
 set -euo pipefail
+scope="${1:-test}"
+case "$scope" in build | test) ;; *) echo "usage: scripts/setup.sh [build|test]" >&2; exit 2 ;; esac
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 
@@ -33,6 +37,8 @@ if ! cmake_ok; then
   hash -r
   cmake_ok || { say "cmake >= 3.28 still not on PATH ($(command -v cmake || echo none))"; exit 1; }
 fi
+
+[ "$scope" = build ] && exit 0
 
 # moto's server stands in for AWS SSM Parameter Store in the tests
 if ! command -v moto_server >/dev/null 2>&1; then

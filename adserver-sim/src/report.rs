@@ -50,6 +50,11 @@ fn model_line(s: &Summary) -> String {
             if let Some(trees) = m.trees {
                 line.push_str(&format!(" ({trees} trees"));
                 if let Some(at) = &m.created_at {
+                    // to the second, as the replay's own times
+                    let at = chrono::DateTime::parse_from_rfc3339(at).map_or_else(
+                        |_| at.clone(),
+                        |t| t.to_utc().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    );
                     line.push_str(&format!(", published {at}"));
                 }
                 line.push(')');
@@ -804,7 +809,7 @@ mod tests {
         summary.started_at = "2026-12-01T10:00:00Z".into();
         summary.finished_at = "2026-12-01T10:00:04Z".into();
         summary.model = crate::http::ServedModel::from_json(
-            br#"{"modelVersion":"20261201T095500Z-ab12cd34","trees":50,"manifest":{"created_at":"2026-12-01T09:55:00Z"}}"#,
+            br#"{"modelVersion":"20261201T095500Z-ab12cd34","trees":50,"manifest":{"created_at":"2026-12-01T09:55:00.379271750+00:00"}}"#,
         );
         summary
     }

@@ -232,6 +232,7 @@ mod tests {
                 }],
                 report_dir: "s3://out/runs/x/ingest/".into(),
                 dialect: rtb_features::Dialect::Spark,
+                range_bytes: 16,
             },
             columns: vec![0, 3, 6],
             limit: None,

@@ -1,17 +1,22 @@
 //! Raw iPinYou logs as DataFusion tables, embedded or on a Ballista cluster.
 //!
-//! Each input file is one partition ([`RawLogScanExec`]), streamed through the shared line
-//! reader on a blocking thread: decompressed by extension (`.gz`, `.bz2`), its layout sniffed
-//! from its first lines, every line either accepted into Arrow batches (all columns strings, `""`
-//! and `null` as NULL) or rejected with a reason. The scan is a plain serialisable description
+//! Each plain input file is split into byte ranges ([`Part`]s, `--range-size`), one partition
+//! each, so every core (and every executor) reads a share of one large day; a compressed file is
+//! one part. A part owns the lines that *start* inside its range: it skips the tail of the line
+//! its range begins in and reads its last line past its end, so each line is read exactly once.
+//! Parts are streamed through the shared line reader on blocking threads, at most as many at
+//! once as the engine has partitions: decompressed by extension (`.gz`, `.bz2`), the layout
+//! sniffed from the file's first lines, every line either accepted into Arrow batches (all
+//! columns strings, `""` and `null` as NULL) or rejected with a reason. The scan is a plain serialisable description
 //! (file URLs, kinds, projection), so a cluster executor runs exactly the code the embedded
 //! engine runs, with its own decompression: DataFusion's CSV scan loses the compression type on
 //! the wire.
 //!
-//! Nothing vanishes: when a partition has read its whole file it writes the file's report
+//! Nothing vanishes: when a partition has read its whole part it writes the part's report
 //! (`lines = accepted + rejected`) and its rejected lines next to the run's outputs, through the
-//! object store, from whichever process read it. A re-read (task retry, a job scanning a table
-//! twice) overwrites the same objects, so counts are never doubled.
+//! object store, from whichever process read it; the run merges a file's parts into one report
+//! and one rejects file (line numbers counted from the file's start). A re-read (task retry, a
+//! job scanning a table twice) overwrites the same objects, so counts are never doubled.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -78,21 +83,80 @@ impl InputFile {
 
 pub use rtb_features::FileReport;
 
-/// Where a run's scans leave their per-file reports and rejected lines.
-pub fn report_name(file: &InputFile) -> String {
-    format!("{}.report.json", file.name())
+/// One scan task's share of an input file: the lines that start in its byte range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    /// Index of the file in its table's spec.
+    pub file: usize,
+    pub index: u32,
+    /// Parts of that file.
+    pub of: u32,
+    /// Stored-byte offset where the part's first line may start.
+    pub start: u64,
+    /// Lines starting at or after this offset belong to the next part; `None`: to the end.
+    pub end: Option<u64>,
 }
 
-pub fn rejects_name(file: &InputFile) -> String {
-    format!("{}.rejects.jsonl", file.name())
+impl Part {
+    /// All of file `file`, as compressed files and small ones are read.
+    pub fn whole(file: usize) -> Part {
+        Part {
+            file,
+            index: 0,
+            of: 1,
+            start: 0,
+            end: None,
+        }
+    }
+
+    /// Appended to the file's name in the part's report and rejects; empty for a whole file.
+    fn suffix(&self) -> String {
+        if self.of == 1 {
+            String::new()
+        } else {
+            format!(".part-{:05}-of-{:05}", self.index, self.of)
+        }
+    }
 }
 
-#[derive(Serialize)]
-struct RejectRecord<'a> {
-    file: &'a str,
-    line: u64,
-    reason: RejectReason,
-    text: String,
+/// How a file is split: ranges of `range_bytes` for a plain file (0: never), else whole.
+pub fn parts_of(index: usize, file: &InputFile, range_bytes: u64) -> Vec<Part> {
+    let plain = Compression::from_name(&file.url) == Compression::None;
+    if !plain || range_bytes == 0 || file.size <= range_bytes {
+        return vec![Part::whole(index)];
+    }
+    let of = file.size.div_ceil(range_bytes);
+    let of32 = u32::try_from(of).unwrap_or(u32::MAX);
+    (0..of)
+        .map(|i| Part {
+            file: index,
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            of: of32,
+            start: i * range_bytes,
+            end: (i + 1 < of).then_some((i + 1) * range_bytes),
+        })
+        .collect()
+}
+
+/// Where a run's scans leave a part's report and rejected lines; a whole file's are the
+/// file's own.
+pub fn report_name(file: &InputFile, part: &Part) -> String {
+    format!("{}{}.report.json", file.name(), part.suffix())
+}
+
+pub fn rejects_name(file: &InputFile, part: &Part) -> String {
+    format!("{}{}.rejects.jsonl", file.name(), part.suffix())
+}
+
+/// A rejected line as the rejects files hold it; `line` counts from the start of the part
+/// that read it until the run merges the parts (then from the file's start).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RejectRecord<'a> {
+    #[serde(borrow)]
+    pub file: std::borrow::Cow<'a, str>,
+    pub line: u64,
+    pub reason: RejectReason,
+    pub text: String,
 }
 
 fn schema_width(kind: LogKind) -> usize {
@@ -124,6 +188,21 @@ pub struct RawLogSpec {
     pub report_dir: String,
     #[serde(default)]
     pub dialect: Dialect,
+    /// Plain files are read in ranges of this many bytes (`--range-size`); 0 reads each file
+    /// as one part.
+    #[serde(default)]
+    pub range_bytes: u64,
+}
+
+impl RawLogSpec {
+    /// Every part of every file, in file order: the scan's partitions.
+    pub fn parts(&self) -> Vec<Part> {
+        self.files
+            .iter()
+            .enumerate()
+            .flat_map(|(i, f)| parts_of(i, f, self.range_bytes))
+            .collect()
+    }
 }
 
 /// All files of one log kind as one table (`bids` or `imps`).
@@ -190,31 +269,39 @@ pub struct ScanSpec {
     pub limit: Option<usize>,
 }
 
-/// Reads raw log files, one output partition per file.
+/// Reads raw log files, one output partition per part.
 #[derive(Debug)]
 pub struct RawLogScanExec {
     spec: ScanSpec,
+    parts: Vec<Part>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     progress: Option<Arc<AtomicU64>>,
+    /// Parts read at once in this process: as many as the engine's partitions. A consumer
+    /// polls every partition, and hundreds of parts of a season read at once would hold
+    /// hundreds of threads and their batches.
+    reading: std::sync::OnceLock<Arc<tokio::sync::Semaphore>>,
 }
 
 impl RawLogScanExec {
     pub fn try_new(spec: ScanSpec, progress: Option<Arc<AtomicU64>>) -> DfResult<Self> {
         let schema = Arc::new(schema_of(spec.table.kind).project(&spec.columns)?);
+        let parts = spec.table.parts();
         // statistics stay unknown on purpose: a planner that believed a scan small could
         // duplicate it into several tasks
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(spec.table.files.len().max(1)),
+            Partitioning::UnknownPartitioning(parts.len().max(1)),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
         Ok(RawLogScanExec {
             spec,
+            parts,
             schema,
             properties: Arc::new(properties),
             progress,
+            reading: std::sync::OnceLock::new(),
         })
     }
 
@@ -227,9 +314,10 @@ impl DisplayAs for RawLogScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(
             f,
-            "RawLogScanExec: kind={:?}, files={}, columns={}",
+            "RawLogScanExec: kind={:?}, files={}, parts={}, columns={}",
             self.spec.table.kind,
             self.spec.table.files.len(),
+            self.parts.len(),
             self.schema.fields().len()
         )
     }
@@ -278,15 +366,21 @@ impl ExecutionPlan for RawLogScanExec {
         ctx: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 4);
-        let Some(file) = self.spec.table.files.get(partition).cloned() else {
+        let Some(part) = self.parts.get(partition).copied() else {
             // a table without files still has one (empty) partition
             return Ok(builder.build());
         };
+        let file = self.spec.table.files[part.file].clone();
         let (store, path) = file.locate(&ctx)?;
         let report_dir = ReportDir::locate(&ctx, &self.spec.table.report_dir)?;
+        let reading = Arc::clone(self.reading.get_or_init(|| {
+            let at_once = ctx.session_config().target_partitions().max(1);
+            Arc::new(tokio::sync::Semaphore::new(at_once))
+        }));
         let tx = builder.tx();
         let task = ScanTask {
             file,
+            part,
             store,
             path,
             report_dir,
@@ -297,13 +391,21 @@ impl ExecutionPlan for RawLogScanExec {
         };
         let mut remaining = self.spec.limit.unwrap_or(usize::MAX);
         let handle = tokio::runtime::Handle::current();
-        builder.spawn_blocking(move || {
-            let emit = |batch: RecordBatch| {
-                let batch = batch.slice(0, batch.num_rows().min(remaining));
-                remaining -= batch.num_rows();
-                tx.blocking_send(Ok(batch)).is_ok() && remaining > 0
-            };
-            task.run(&handle, emit)
+        builder.spawn(async move {
+            let _turn = reading
+                .acquire_owned()
+                .await
+                .map_err(|e| external(format!("the scan was shut down: {e}")))?;
+            tokio::task::spawn_blocking(move || {
+                let emit = |batch: RecordBatch| {
+                    let batch = batch.slice(0, batch.num_rows().min(remaining));
+                    remaining -= batch.num_rows();
+                    tx.blocking_send(Ok(batch)).is_ok() && remaining > 0
+                };
+                task.run(&handle, emit)
+            })
+            .await
+            .map_err(|e| external(format!("a scan task failed: {e}")))?
         });
         Ok(builder.build())
     }
@@ -342,6 +444,7 @@ impl ReportDir {
 
 struct ScanTask {
     file: InputFile,
+    part: Part,
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     report_dir: ReportDir,
@@ -374,13 +477,27 @@ impl ScanTask {
         mut emit: impl FnMut(RecordBatch) -> bool,
     ) -> DfResult<()> {
         let url = &self.file.url;
-        let mut reader = self.open(handle)?;
+        let (mut reader, mut position) = self.open(handle, self.part, true)?;
+        let end = self.part.end.unwrap_or(u64::MAX);
         let mut head: Vec<Vec<u8>> = Vec::new();
         let mut buf = Vec::with_capacity(1024);
-        while head.len() < SNIFF_LINES && next_line(&mut *reader, &mut buf, url)? {
-            head.push(buf.clone());
+        if self.part.start == 0 {
+            // the file's first lines are this part's: read once, to sniff and to process
+            while head.len() < SNIFF_LINES && position < end {
+                let Some(n) = next_line(&mut *reader, &mut buf, url)? else {
+                    break;
+                };
+                position += n;
+                head.push(buf.clone());
+            }
         }
-        if head.iter().all(|l| l.iter().all(u8::is_ascii_whitespace)) {
+        let sniffed = if self.part.start == 0 {
+            None
+        } else {
+            Some(self.head(handle)?)
+        };
+        let sample = sniffed.as_ref().unwrap_or(&head);
+        if sample.iter().all(|l| l.iter().all(u8::is_ascii_whitespace)) {
             return Err(external(format!(
                 "{url} holds no log lines; an empty day cannot be used, remove it from the input or regenerate it"
             )));
@@ -391,8 +508,8 @@ impl ScanTask {
         };
         let (reading, layout_name) = match self.dialect {
             Dialect::Strict => {
-                let layout = self.file.kind.sniff(head.iter().map(Vec::as_slice)).ok_or_else(|| {
-                    external(format!("no line among the first {} of {url} has a known {kind_name} layout ({layouts} tab-separated fields); is it an iPinYou {kind_name} log?", head.len()))
+                let layout = self.file.kind.sniff(sample.iter().map(Vec::as_slice)).ok_or_else(|| {
+                    external(format!("no line among the first {} of {url} has a known {kind_name} layout ({layouts} tab-separated fields); is it an iPinYou {kind_name} log?", sample.len()))
                 })?;
                 (Reading::Strict(LineReader::new(layout)), layout.name())
             }
@@ -404,6 +521,7 @@ impl ScanTask {
                 (Reading::Spark, format!("{kind}/spark"))
             }
         };
+        drop(sniffed);
         let rejects_file = tempfile::NamedTempFile::new()
             .map_err(|e| external(format!("cannot create a temporary rejects file: {e}")))?;
         let rejects = std::io::BufWriter::new(
@@ -428,6 +546,7 @@ impl ScanTask {
                 rows_with_extra_columns_dropped: 0,
                 rows_short_padded: 0,
                 prices_unparsed: 0,
+                parts: 1,
                 reader_pid: std::process::id(),
             },
         };
@@ -438,12 +557,17 @@ impl ScanTask {
         loop {
             if batch.rows >= BATCH_ROWS && !emit(batch.take()?) {
                 // the consumer hung up (a LIMIT, or the query failed elsewhere): stop quietly,
-                // without a report, since the file was not read whole
+                // without a report, since the part was not read whole
                 return Ok(());
             }
-            if !next_line(&mut *reader, &mut buf, url)? {
+            // a line starting at `end` is the next part's; the one before it may run past
+            if position >= end {
                 break;
             }
+            let Some(n) = next_line(&mut *reader, &mut buf, url)? else {
+                break;
+            };
+            position += n;
             lines.process(&buf, &mut batch)?;
         }
         if batch.rows > 0 && !emit(batch.take()?) {
@@ -460,6 +584,18 @@ impl ScanTask {
         self.publish(handle, &report, rejects_file.path())
     }
 
+    /// The file's first lines, for a part that does not start the file to sniff the layout.
+    fn head(&self, handle: &tokio::runtime::Handle) -> DfResult<Vec<Vec<u8>>> {
+        let url = &self.file.url;
+        let (mut reader, _) = self.open(handle, Part::whole(self.part.file), false)?;
+        let mut head = Vec::new();
+        let mut buf = Vec::new();
+        while head.len() < SNIFF_LINES && next_line(&mut *reader, &mut buf, url)?.is_some() {
+            head.push(buf.clone());
+        }
+        Ok(head)
+    }
+
     /// Rejected lines first, then the report: a report present means its rejects are too.
     fn publish(
         &self,
@@ -468,8 +604,8 @@ impl ScanTask {
         rejects: &std::path::Path,
     ) -> DfResult<()> {
         let dir = &self.report_dir;
-        let rejects_path = dir.path(&rejects_name(&self.file));
-        let report_path = dir.path(&report_name(&self.file));
+        let rejects_path = dir.path(&rejects_name(&self.file, &self.part));
+        let report_path = dir.path(&report_name(&self.file, &self.part));
         let body = serde_json::to_vec_pretty(report)
             .map_err(|e| external(format!("cannot encode the report of {}: {e}", report.url)))?;
         handle
@@ -493,15 +629,34 @@ impl ScanTask {
             })
     }
 
-    /// Opens the input through its object store. Local stores hand back the file itself,
-    /// remote ones a byte stream, read here through a bridge on this blocking thread.
-    fn open(&self, handle: &tokio::runtime::Handle) -> DfResult<Box<dyn BufRead + Send>> {
+    /// Opens the input through its object store at the part's first line; returns the reader
+    /// and that line's offset. Local stores hand back the file itself, remote ones a byte
+    /// stream, read here through a bridge on this blocking thread. A part after the first
+    /// starts one byte early: the line it lands in is the previous part's unless that byte
+    /// ends a line.
+    fn open(
+        &self,
+        handle: &tokio::runtime::Handle,
+        part: Part,
+        counted: bool,
+    ) -> DfResult<(Box<dyn BufRead + Send>, u64)> {
         let url = &self.file.url;
+        let from = part.start.saturating_sub(1);
+        let options = object_store::GetOptions {
+            range: (from > 0).then_some(object_store::GetRange::Offset(from)),
+            ..Default::default()
+        };
         let result = handle
-            .block_on(self.store.get(&self.path))
+            .block_on(self.store.get_opts(&self.path, options))
             .map_err(|e| external(format!("cannot open {url}: {e}")))?;
+        let range = result.range.clone();
         let raw: Box<dyn Read + Send> = match result.payload {
-            GetResultPayload::File(f, _) => Box::new(f),
+            GetResultPayload::File(mut f, _) => {
+                use std::io::Seek;
+                f.seek(std::io::SeekFrom::Start(range.start))
+                    .map_err(|e| external(format!("cannot read {url} from byte {}: {e}", range.start)))?;
+                Box::new(f.take(range.end - range.start))
+            }
             GetResultPayload::Stream(stream) => {
                 let stream = stream.map_err(std::io::Error::other);
                 let reader = tokio_util::io::StreamReader::new(stream);
@@ -511,7 +666,7 @@ impl ScanTask {
                 ))
             }
         };
-        let raw = match &self.progress {
+        let raw = match self.progress.as_ref().filter(|_| counted) {
             Some(counter) => Box::new(CountingRead {
                 inner: raw,
                 counter: Arc::clone(counter),
@@ -527,7 +682,22 @@ impl ScanTask {
                 BufReader::with_capacity(1 << 20, raw),
             )),
         };
-        Ok(Box::new(BufReader::with_capacity(1 << 20, decoded)))
+        let mut reader: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(1 << 20, decoded));
+        if part.start == 0 {
+            return Ok((reader, 0));
+        }
+        let mut first = [0u8; 1];
+        let read_err = |e: std::io::Error| external(format!("cannot read {url}: {e}"));
+        let at = match reader.read(&mut first).map_err(read_err)? {
+            0 => self.file.size.max(part.start),
+            _ if first[0] == b'\n' => part.start,
+            _ => {
+                let mut skipped = Vec::new();
+                let n = reader.read_until(b'\n', &mut skipped).map_err(read_err)?;
+                part.start + n as u64
+            }
+        };
+        Ok((reader, at))
     }
 }
 
@@ -544,19 +714,19 @@ impl Read for CountingRead {
     }
 }
 
-/// Reads one line without its `\n`; `Ok(false)` at end of input.
-fn next_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, url: &str) -> DfResult<bool> {
+/// Reads one line without its `\n`; the bytes it took (with the `\n`), `None` at the end.
+fn next_line(reader: &mut dyn BufRead, buf: &mut Vec<u8>, url: &str) -> DfResult<Option<u64>> {
     buf.clear();
     let n = reader
         .read_until(b'\n', buf)
         .map_err(|e| external(format!("cannot read {url}: {e} (is the file complete and its compression matching its extension?)")))?;
     if n == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     if buf.last() == Some(&b'\n') {
         buf.pop();
     }
-    Ok(true)
+    Ok(Some(n as u64))
 }
 
 struct BatchBuilder<'a> {
@@ -676,7 +846,7 @@ impl Lines<'_> {
         *self.report.rejected_by_reason.entry(reason).or_default() += 1;
         let cut = &line[..line.len().min(REJECT_TEXT_LIMIT)];
         let record = RejectRecord {
-            file: &self.file.url,
+            file: self.file.url.as_str().into(),
             line: self.report.lines,
             reason,
             text: String::from_utf8_lossy(cut).into_owned(),

@@ -28,8 +28,32 @@ pub struct FileReport {
     /// Spark mode: price fields `Long.parseLong` refused, read as null (the row is kept).
     #[serde(default)]
     pub prices_unparsed: u64,
-    /// Process that read the file: the client when embedded, an executor on a cluster.
+    /// Byte ranges the file was read in, each by one task (`--range-size`).
+    #[serde(default = "one_part")]
+    pub parts: u32,
+    /// Process that read the file (its first part): the client when embedded, an executor on
+    /// a cluster.
     pub reader_pid: u32,
+}
+
+fn one_part() -> u32 {
+    1
+}
+
+impl FileReport {
+    /// Adds the counts of the file's next part.
+    pub fn absorb(&mut self, next: &FileReport) {
+        self.lines += next.lines;
+        self.accepted += next.accepted;
+        self.rejected += next.rejected;
+        for (reason, n) in &next.rejected_by_reason {
+            *self.rejected_by_reason.entry(*reason).or_default() += n;
+        }
+        self.rows_with_extra_columns_dropped += next.rows_with_extra_columns_dropped;
+        self.rows_short_padded += next.rows_short_padded;
+        self.prices_unparsed += next.prices_unparsed;
+        self.parts += next.parts;
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

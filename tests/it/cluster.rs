@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde_json::Value;
 
-use crate::support::{Server, binary, free_port, http_status, run_ok, s3_env, s3s_fs};
+use crate::support::{
+    Server, binary, free_port, http_status, run_ok, s3_env, s3s_fs, sorted_rows,
+};
 
 struct Cluster {
     scheduler_port: u16,
@@ -163,44 +163,11 @@ fn manifest(bucket_root: &Path, out: &str) -> Value {
     read_json(&bucket_root.join(url.trim_start_matches("s3://aik/")))
 }
 
-/// Every row of a Parquet folder as text, sorted: engines may order and type rows differently.
-fn sorted_rows(folder: &Path) -> Vec<String> {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    runtime.block_on(async {
-        let ctx = SessionContext::new();
-        let batches = ctx
-            .read_parquet(
-                folder.to_str().expect("utf8"),
-                ParquetReadOptions::default(),
-            )
-            .await
-            .expect("parquet folder")
-            .collect()
-            .await
-            .expect("reads");
-        let mut rows = Vec::new();
-        for batch in batches {
-            let options = FormatOptions::default().with_null("NULL");
-            let columns: Vec<ArrayFormatter> = batch
-                .columns()
-                .iter()
-                .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
-                .collect();
-            for i in 0..batch.num_rows() {
-                let fields: Vec<String> = columns.iter().map(|c| c.value(i).to_string()).collect();
-                rows.push(fields.join("|"));
-            }
-        }
-        rows.sort();
-        rows
-    })
-}
-
 fn local(bucket_root: &Path, url: &str) -> PathBuf {
     bucket_root.join(url.trim_start_matches("s3://aik/"))
 }
 
-/// Input reports without the reading process, which differs by design.
+/// Input reports without the reading process and the parts read, which differ by design.
 fn reports_without_reader(manifest: &Value) -> Vec<Value> {
     manifest["inputs"]
         .as_array()
@@ -208,7 +175,10 @@ fn reports_without_reader(manifest: &Value) -> Vec<Value> {
         .iter()
         .map(|r| {
             let mut r = r.clone();
-            r.as_object_mut().map(|o| o.remove("reader_pid"));
+            if let Some(o) = r.as_object_mut() {
+                o.remove("reader_pid");
+                o.remove("parts");
+            }
             r
         })
         .collect()
@@ -261,11 +231,29 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
             "0.01",
         ],
     );
+    // the same days as plain text, which the cluster reads in byte ranges (by S3 range GETs)
+    run_ok(
+        "rtb-etl",
+        &env,
+        &[
+            "generate",
+            "--out",
+            "s3://aik/raw-plain",
+            "--days",
+            "2",
+            "--bids-per-day",
+            "15000",
+            "--malformed-fraction",
+            "0.01",
+        ],
+    );
     let cluster = Cluster::start(&env, &work, 2);
     // read strictly (the default), then as Spark reads (the malformed lines then become rows)
     for compat in ["strict", "spark"] {
-        cluster_equals_embedded(&env, &work, &bucket, &cluster, compat);
+        cluster_equals_embedded(&env, &work, &bucket, &cluster, compat, "raw", "0");
     }
+    // whole files embedded against 256 KiB ranges on the cluster
+    cluster_equals_embedded(&env, &work, &bucket, &cluster, "strict", "raw-plain", "256KiB");
 }
 
 fn cluster_equals_embedded(
@@ -274,20 +262,28 @@ fn cluster_equals_embedded(
     bucket: &Path,
     cluster: &Cluster,
     compat: &str,
+    raw: &str,
+    cluster_range: &str,
 ) {
     let params = |name: &str| work.join(name).to_string_lossy().into_owned();
-    let (embedded_out, cluster_out) = (format!("embedded-{compat}"), format!("cluster-{compat}"));
+    let (embedded_out, cluster_out) = (
+        format!("embedded-{compat}-{raw}"),
+        format!("cluster-{compat}-{raw}"),
+    );
+    let input = format!("s3://aik/{raw}");
     run_ok(
         "rtb-etl",
         env,
         &[
             "run",
             "--input",
-            "s3://aik/raw",
+            &input,
             "--out",
             &format!("s3://aik/{embedded_out}"),
             "--compat",
             compat,
+            "--range-size",
+            "0",
             "--parameter-store",
             &params(&format!("{embedded_out}-params.json")),
         ],
@@ -298,11 +294,13 @@ fn cluster_equals_embedded(
         &[
             "run",
             "--input",
-            "s3://aik/raw",
+            &input,
             "--out",
             &format!("s3://aik/{cluster_out}"),
             "--compat",
             compat,
+            "--range-size",
+            cluster_range,
             "--cluster",
             &cluster.url(),
             // a tiny shuffle buffer makes every shuffle writer spill: outputs must not change
@@ -334,7 +332,12 @@ fn cluster_equals_embedded(
         .map(|(s, _)| u64::from(s.0.id()))
         .collect();
     for report in distributed["inputs"].as_array().expect("inputs") {
-        assert_eq!(report["compression"], "bzip2", "{report}");
+        if raw == "raw" {
+            assert_eq!(report["compression"], "bzip2", "{report}");
+            assert_eq!(report["parts"], 1, "{report}");
+        } else {
+            assert!(report["parts"].as_u64() > Some(2), "{report}");
+        }
         assert!(report["accepted"].as_u64() > Some(0), "{report}");
         let pid = report["reader_pid"].as_u64().expect("pid");
         assert!(
@@ -343,7 +346,7 @@ fn cluster_equals_embedded(
         );
     }
     if compat == "strict" {
-        let summary = read_json(&bucket.join("raw/generator-summary.json"));
+        let summary = read_json(&bucket.join(format!("{raw}/generator-summary.json")));
         let valid_bids = summed(&summary, "valid_bids");
         assert_eq!(
             distributed["rows"]["transformed"].as_u64(),

@@ -175,16 +175,29 @@ async fn render(outcome: &RunOutcome) -> String {
 async fn bid_filtering_job_matches_the_hand_checked_golden_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rendered = Vec::new();
-    for partitions in [1, 3] {
+    // whole files on one and on three partitions, then every file cut into 200-byte ranges:
+    // shorter than a line, so some parts own no line and most lines start in one part and end
+    // in another
+    for (partitions, range_size) in [(1, "128MiB"), (3, "128MiB"), (2, "200")] {
         let out = dir.path().join(format!("out-{partitions}"));
-        let outcome = run(&args(out.to_str().expect("utf8"), partitions))
-            .await
-            .expect("job runs");
+        let outcome = run(&RunArgs {
+            range_size: range_size.into(),
+            ..args(out.to_str().expect("utf8"), partitions)
+        })
+        .await
+        .expect("job runs");
+        if range_size == "200" {
+            assert!(outcome.manifest.inputs.iter().all(|f| f.parts > 1));
+        }
         rendered.push(render(&outcome).await);
     }
     assert_eq!(
         rendered[0], rendered[1],
         "outputs must not depend on the partition count"
+    );
+    assert_eq!(
+        rendered[0], rendered[2],
+        "outputs must not depend on how the files are cut into ranges"
     );
     let store = std::fs::read_to_string(dir.path().join("out-1/parameter-store.json"))
         .expect("parameter store written");

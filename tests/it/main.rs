@@ -6,6 +6,7 @@ mod cluster;
 mod etl_generated;
 mod etl_golden;
 mod etl_odd_lines;
+mod etl_ranges;
 mod faults;
 mod s3_roundtrip;
 mod scorer_hostile;

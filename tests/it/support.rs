@@ -17,6 +17,7 @@ pub fn run_args(input: &str, out: &str) -> rtb_etl::run::RunArgs {
         out: out.into(),
         params: Vec::new(),
         read_as: rtb_features::Dialect::Strict,
+        range_size: "128MiB".into(),
         memory_limit: "256MiB".into(),
         spill_dir: None,
         shuffle_buffer: None,
@@ -198,4 +199,37 @@ pub fn run_ok(name: &str, env: &[(&str, String)], args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Every row of a Parquet folder as text, sorted: engines may order and type rows differently.
+pub fn sorted_rows(folder: &Path) -> Vec<String> {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let ctx = datafusion::prelude::SessionContext::new();
+        let batches = ctx
+            .read_parquet(
+                folder.to_str().expect("utf8"),
+                datafusion::prelude::ParquetReadOptions::default(),
+            )
+            .await
+            .expect("parquet folder")
+            .collect()
+            .await
+            .expect("reads");
+        let mut rows = Vec::new();
+        for batch in batches {
+            let options = datafusion::arrow::util::display::FormatOptions::default().with_null("NULL");
+            let columns: Vec<datafusion::arrow::util::display::ArrayFormatter> = batch
+                .columns()
+                .iter()
+                .map(|c| datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+                .collect();
+            for i in 0..batch.num_rows() {
+                let fields: Vec<String> = columns.iter().map(|c| c.value(i).to_string()).collect();
+                rows.push(fields.join("|"));
+            }
+        }
+        rows.sort();
+        rows
+    })
 }

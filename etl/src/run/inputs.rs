@@ -5,7 +5,11 @@ use anyhow::{Context, bail};
 use rtb_features::layout::LogKind;
 use rtb_storage::Location;
 
-use crate::ingest::{FileReport, InputFile, report_name};
+use object_store::ObjectStoreExt as _;
+
+use crate::ingest::{
+    FileReport, InputFile, Part, RejectRecord, parts_of, rejects_name, report_name,
+};
 
 /// `*` matches any run of characters, `?` one character.
 pub fn wildcard_match(pattern: &str, name: &str) -> bool {
@@ -30,28 +34,91 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
-/// Every input's report, written by whichever process read it; a missing one means the file
-/// was never read whole, and the run must not claim counts for it.
+/// Every input's report, written by whichever processes read its parts, merged per file: a
+/// missing part report means the file was never read whole, and the run must not claim counts
+/// for it. A file read in several parts gets one rejects file, line numbers from its start.
 pub(super) async fn read_reports(
     out: &Location,
     dir: &str,
     files: &[InputFile],
+    range_bytes: u64,
 ) -> anyhow::Result<Vec<FileReport>> {
     let mut reports = Vec::with_capacity(files.len());
-    for file in files {
-        let name = format!("{dir}/{}", report_name(file));
-        let bytes = out.get(&name).await.with_context(|| {
-            format!(
-                "{} was not read to its end, so its line counts are unknown; does the job read every row of its table?",
-                file.url
-            )
-        })?;
-        let report: FileReport = serde_json::from_slice(&bytes)
-            .with_context(|| format!("ingest report {} is not valid", out.child_url(&name)))?;
-        reports.push(report);
+    for (i, file) in files.iter().enumerate() {
+        let parts = parts_of(i, file, range_bytes);
+        let mut merged: Option<FileReport> = None;
+        // (part, the lines before it) for the parts that rejected lines
+        let mut rejecting: Vec<(Part, u64)> = Vec::new();
+        for part in &parts {
+            let name = format!("{dir}/{}", report_name(file, part));
+            let bytes = out.get(&name).await.with_context(|| {
+                format!(
+                    "{} was not read to its end (part {} of {} has no report), so its line counts are unknown; does the job read every row of its table?",
+                    file.url,
+                    part.index + 1,
+                    part.of
+                )
+            })?;
+            let report: FileReport = serde_json::from_slice(&bytes)
+                .with_context(|| format!("ingest report {} is not valid", out.child_url(&name)))?;
+            let before = merged.as_ref().map_or(0, |m| m.lines);
+            if report.rejected > 0 {
+                rejecting.push((*part, before));
+            }
+            match &mut merged {
+                None => merged = Some(report),
+                Some(m) if m.layout != report.layout => bail!(
+                    "{} was read as {} in its first part and as {} in part {}; the parts of one file must agree",
+                    file.url,
+                    m.layout,
+                    report.layout,
+                    part.index + 1
+                ),
+                Some(m) => m.absorb(&report),
+            }
+        }
+        if parts.len() > 1 && !rejecting.is_empty() {
+            merge_rejects(out, dir, file, &rejecting).await?;
+        }
+        reports.extend(merged);
     }
     reports.sort_by(|a, b| a.url.cmp(&b.url));
     Ok(reports)
+}
+
+/// Concatenates the parts' rejected lines into the file's rejects file, each line number
+/// moved on by the lines of the parts before, then deletes the parts' files.
+async fn merge_rejects(
+    out: &Location,
+    dir: &str,
+    file: &InputFile,
+    rejecting: &[(Part, u64)],
+) -> anyhow::Result<()> {
+    let mut merged = Vec::new();
+    for (part, before) in rejecting {
+        let name = format!("{dir}/{}", rejects_name(file, part));
+        let bytes = out
+            .get(&name)
+            .await
+            .with_context(|| format!("the rejected lines of {} are missing", file.url))?;
+        for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            let mut record: RejectRecord<'_> = serde_json::from_slice(line)
+                .with_context(|| format!("{} holds a line that is not a reject record", out.child_url(&name)))?;
+            record.line += before;
+            serde_json::to_writer(&mut merged, &record)?;
+            merged.push(b'\n');
+        }
+    }
+    let whole = format!("{dir}/{}", rejects_name(file, &Part::whole(0)));
+    out.put(&whole, merged.into()).await?;
+    for (part, _) in rejecting {
+        let name = format!("{dir}/{}", rejects_name(file, part));
+        out.store()
+            .delete(&out.path(&name))
+            .await
+            .with_context(|| format!("cannot delete {}", out.child_url(&name)))?;
+    }
+    Ok(())
 }
 
 pub(super) async fn list_inputs(

@@ -81,6 +81,11 @@ pub struct RunArgs {
         default_value = "strict"
     )]
     pub read_as: Dialect,
+    /// Plain input files are read in byte ranges of this size, one task each, so one large day
+    /// keeps every core (and every executor) busy; 0 reads each file as one task. Compressed
+    /// files are read whole.
+    #[arg(long, env = "RTB_RANGE_SIZE", default_value = "128MiB")]
+    pub range_size: String,
     /// Memory pool for joins, aggregations and sorts; beyond it they spill to disk.
     #[arg(long, env = "RTB_MEMORY_LIMIT", default_value = "2GiB")]
     pub memory_limit: String,
@@ -220,6 +225,7 @@ pub async fn run_with_progress(
     // a job the scorer could not serve is refused before the inputs are even listed
     let plan = plan_job(&job).await?;
     let limit = parse_size(&args.memory_limit)?;
+    let range_bytes = parse_size(&args.range_size).context("--range-size")? as u64;
     let input = Location::parse(&args.input)?;
     let out = Location::parse(&args.out)?;
     // a run written among raw logs would be listed as input by the next run, or mixed with it
@@ -283,6 +289,7 @@ pub async fn run_with_progress(
         job_source: &job_source,
         job_text: &job_text,
         limit,
+        range_bytes,
         out: &out,
         run_prefix: format!("runs/{run_id}"),
         run_id,
@@ -347,6 +354,8 @@ struct RunContext<'a> {
     job_source: &'a str,
     job_text: &'a str,
     limit: usize,
+    /// `--range-size` in bytes.
+    range_bytes: u64,
     out: &'a Location,
     run_prefix: String,
     run_id: String,
@@ -389,6 +398,7 @@ async fn plan_job(job: &Job) -> anyhow::Result<contract::JobPlan> {
             files: Vec::new(),
             report_dir: String::new(),
             dialect: Dialect::Strict,
+            range_bytes: 0,
         };
         ctx.register_table(name, Arc::new(RawLogTable::new(spec, None)))?;
     }
@@ -427,6 +437,7 @@ async fn execute(
             files,
             report_dir: ingest_dir.clone(),
             dialect: args.read_as,
+            range_bytes: run.range_bytes,
         };
         ctx.register_table(
             name,
@@ -512,7 +523,13 @@ async fn execute(
     let (vocabulary, contract) = fitted.context("the job has no transformed step")?;
     progress.set_message("committing");
 
-    let inputs = read_reports(out, &format!("{}/ingest", run.run_prefix), &all_files).await?;
+    let inputs = read_reports(
+        out,
+        &format!("{}/ingest", run.run_prefix),
+        &all_files,
+        run.range_bytes,
+    )
+    .await?;
     for kind in [LogKind::Bid, LogKind::Imp] {
         let name = match kind {
             LogKind::Bid => "bids",

@@ -653,8 +653,9 @@ impl ScanTask {
         let raw: Box<dyn Read + Send> = match result.payload {
             GetResultPayload::File(mut f, _) => {
                 use std::io::Seek;
-                f.seek(std::io::SeekFrom::Start(range.start))
-                    .map_err(|e| external(format!("cannot read {url} from byte {}: {e}", range.start)))?;
+                f.seek(std::io::SeekFrom::Start(range.start)).map_err(|e| {
+                    external(format!("cannot read {url} from byte {}: {e}", range.start))
+                })?;
                 Box::new(f.take(range.end - range.start))
             }
             GetResultPayload::Stream(stream) => {
@@ -682,7 +683,8 @@ impl ScanTask {
                 BufReader::with_capacity(1 << 20, raw),
             )),
         };
-        let mut reader: Box<dyn BufRead + Send> = Box::new(BufReader::with_capacity(1 << 20, decoded));
+        let mut reader: Box<dyn BufRead + Send> =
+            Box::new(BufReader::with_capacity(1 << 20, decoded));
         if part.start == 0 {
             return Ok((reader, 0));
         }
@@ -860,5 +862,52 @@ impl Lines<'_> {
                     self.file.url
                 ))
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(url: &str, size: u64) -> InputFile {
+        InputFile {
+            url: url.into(),
+            kind: LogKind::Bid,
+            size,
+        }
+    }
+
+    #[test]
+    fn plain_files_split_into_ranges_that_cover_them_once() {
+        let parts = parts_of(3, &file("file:///d/bid.txt", 1000), 300);
+        let spans: Vec<(u64, Option<u64>)> = parts.iter().map(|p| (p.start, p.end)).collect();
+        assert_eq!(
+            spans,
+            [
+                (0, Some(300)),
+                (300, Some(600)),
+                (600, Some(900)),
+                (900, None)
+            ]
+        );
+        assert!(parts.iter().all(|p| p.file == 3 && p.of == 4));
+        assert_eq!(
+            report_name(&file("file:///d/bid.txt", 1000), &parts[1]),
+            "bid.txt.part-00001-of-00004.report.json"
+        );
+        // compressed, small, or splitting off: one part, named as the file
+        for (url, size, range) in [
+            ("s3://b/bid.txt.bz2", 10_000, 300),
+            ("s3://b/bid.txt.gz", 10_000, 300),
+            ("s3://b/bid.txt", 300, 300),
+            ("s3://b/bid.txt", 10_000, 0),
+        ] {
+            let parts = parts_of(0, &file(url, size), range);
+            assert_eq!(parts, [Part::whole(0)], "{url} {size} {range}");
+            assert_eq!(
+                rejects_name(&file(url, size), &parts[0]),
+                format!("{}.rejects.jsonl", file(url, size).name())
+            );
+        }
     }
 }

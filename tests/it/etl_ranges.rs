@@ -33,7 +33,10 @@ fn generate(raw: &Path) {
     // every 7th line ends in CRLF, and the files' last lines have no newline
     for entry in std::fs::read_dir(raw).expect("raw folder") {
         let path = entry.expect("entry").path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if !(name.starts_with("bid.") || name.starts_with("imp.")) {
             continue;
         }
@@ -58,11 +61,17 @@ fn rejects(folder: &Path) -> Vec<String> {
     for entry in std::fs::read_dir(folder).expect("ingest folder") {
         let path = entry.expect("entry").path();
         let name = path.to_string_lossy().into_owned();
-        assert!(!name.contains(".part-") || name.ends_with(".report.json"), "{name} left behind");
+        assert!(
+            !name.contains(".part-") || name.ends_with(".report.json"),
+            "{name} left behind"
+        );
         if name.ends_with(".rejects.jsonl") {
             for line in std::fs::read_to_string(&path).expect("rejects").lines() {
                 let v: serde_json::Value = serde_json::from_str(line).expect("json");
-                lines.push(format!("{}:{} {} {}", v["file"], v["line"], v["reason"], v["text"]));
+                lines.push(format!(
+                    "{}:{} {} {}",
+                    v["file"], v["line"], v["reason"], v["text"]
+                ));
             }
         }
     }
@@ -151,7 +160,12 @@ fn small_ranges_read_exactly_what_whole_files_read() {
                 sorted_rows(local(&cut.outputs[output])),
             );
             assert!(!a.is_empty(), "{output}");
-            assert!(a == b, "{dialect:?}: {output} rows differ ({} vs {})", a.len(), b.len());
+            assert!(
+                a == b,
+                "{dialect:?}: {output} rows differ ({} vs {})",
+                a.len(),
+                b.len()
+            );
         }
     }
 }

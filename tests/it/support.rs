@@ -218,11 +218,15 @@ pub fn sorted_rows(folder: &Path) -> Vec<String> {
             .expect("reads");
         let mut rows = Vec::new();
         for batch in batches {
-            let options = datafusion::arrow::util::display::FormatOptions::default().with_null("NULL");
+            let options =
+                datafusion::arrow::util::display::FormatOptions::default().with_null("NULL");
             let columns: Vec<datafusion::arrow::util::display::ArrayFormatter> = batch
                 .columns()
                 .iter()
-                .map(|c| datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+                .map(|c| {
+                    datafusion::arrow::util::display::ArrayFormatter::try_new(c.as_ref(), &options)
+                        .expect("formatter")
+                })
                 .collect();
             for i in 0..batch.num_rows() {
                 let fields: Vec<String> = columns.iter().map(|c| c.value(i).to_string()).collect();

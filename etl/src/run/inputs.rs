@@ -102,8 +102,12 @@ async fn merge_rejects(
             .await
             .with_context(|| format!("the rejected lines of {} are missing", file.url))?;
         for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            let mut record: RejectRecord<'_> = serde_json::from_slice(line)
-                .with_context(|| format!("{} holds a line that is not a reject record", out.child_url(&name)))?;
+            let mut record: RejectRecord<'_> = serde_json::from_slice(line).with_context(|| {
+                format!(
+                    "{} holds a line that is not a reject record",
+                    out.child_url(&name)
+                )
+            })?;
             record.line += before;
             serde_json::to_writer(&mut merged, &record)?;
             merged.push(b'\n');

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh build
 source scripts/env.sh
 # the dev profile (dependencies optimised) by default: the build scripts/test.sh reuses, cold in
-# about 25 minutes on 2 cores; RTB_DEMO_PROFILE=release for the benchmarks' binaries (about 60)
+# about 22 minutes on 2 cores; RTB_DEMO_PROFILE=release for the benchmarks' binaries (about 60)
 profile="${RTB_DEMO_PROFILE:-dev}"
-echo "building the workspace ($profile profile); the first build takes about 25 minutes on 2 cores" >&2
+cold=$([ "$profile" = dev ] && echo 22 || echo 60)
+echo "building the workspace ($profile profile); a first, cold build takes about $cold minutes on 2 cores" >&2
 cargo build --profile "$profile" --locked --workspace --bins
 bin="$CARGO_TARGET_DIR/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 out="${RTB_DEMO_DIR:-data/demo}"

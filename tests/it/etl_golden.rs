@@ -181,7 +181,7 @@ async fn bid_filtering_job_matches_the_hand_checked_golden_output() {
     for (partitions, range_size) in [(1, "128MiB"), (3, "128MiB"), (2, "200")] {
         let out = dir.path().join(format!("out-{partitions}"));
         let outcome = run(&RunArgs {
-            range_size: range_size.into(),
+            range_size: Some(range_size.into()),
             ..args(out.to_str().expect("utf8"), partitions)
         })
         .await

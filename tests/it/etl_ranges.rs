@@ -106,7 +106,7 @@ fn small_ranges_read_exactly_what_whole_files_read() {
             runtime
                 .block_on(run(&RunArgs {
                     read_as: dialect,
-                    range_size: range_size.into(),
+                    range_size: Some(range_size.into()),
                     ..run_args(&raw.to_string_lossy(), &out)
                 }))
                 .expect("runs")

@@ -17,7 +17,7 @@ pub fn run_args(input: &str, out: &str) -> rtb_etl::run::RunArgs {
         out: out.into(),
         params: Vec::new(),
         read_as: rtb_features::Dialect::Strict,
-        range_size: "128MiB".into(),
+        range_size: None,
         memory_limit: "256MiB".into(),
         spill_dir: None,
         shuffle_buffer: None,

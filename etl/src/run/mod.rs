@@ -82,10 +82,11 @@ pub struct RunArgs {
     )]
     pub read_as: Dialect,
     /// Plain input files are read in byte ranges of this size, one task each, so one large day
-    /// keeps every core (and every executor) busy; 0 reads each file as one task. Compressed
-    /// files are read whole.
-    #[arg(long, env = "RTB_RANGE_SIZE", default_value = "128MiB")]
-    pub range_size: String,
+    /// keeps every core busy; 0 reads each file as one task. Compressed files are read whole.
+    /// Default: 128MiB embedded; 0 on a cluster, where ranges currently cost more than they
+    /// gain (3x the wall time and the shuffle volume at 5M bids on 2 executors, BENCHMARKS.md).
+    #[arg(long, env = "RTB_RANGE_SIZE")]
+    pub range_size: Option<String>,
     /// Memory pool for joins, aggregations and sorts; beyond it they spill to disk.
     #[arg(long, env = "RTB_MEMORY_LIMIT", default_value = "2GiB")]
     pub memory_limit: String,
@@ -149,6 +150,9 @@ pub fn published_parameters(
         (ETL_MANIFEST_PARAMETER, manifest_url.to_owned()),
     ]
 }
+
+/// `--range-size` of an embedded run.
+pub const DEFAULT_RANGE_SIZE: &str = "128MiB";
 
 /// Our addition to the original's names: the committed run's manifest.
 pub const ETL_MANIFEST_PARAMETER: &str = "/aik/etl/manifest";
@@ -225,7 +229,15 @@ pub async fn run_with_progress(
     // a job the scorer could not serve is refused before the inputs are even listed
     let plan = plan_job(&job).await?;
     let limit = parse_size(&args.memory_limit)?;
-    let range_bytes = parse_size(&args.range_size).context("--range-size")? as u64;
+    let range_size = args
+        .range_size
+        .as_deref()
+        .unwrap_or(if args.cluster.is_some() {
+            "0"
+        } else {
+            DEFAULT_RANGE_SIZE
+        });
+    let range_bytes = parse_size(range_size).context("--range-size")? as u64;
     let input = Location::parse(&args.input)?;
     let out = Location::parse(&args.out)?;
     // a run written among raw logs would be listed as input by the next run, or mixed with it

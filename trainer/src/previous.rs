@@ -12,23 +12,13 @@ use crate::metrics::{Evaluation, evaluate};
 
 /// The published model, as far as it could be read.
 pub enum Loaded {
-    /// Nothing is published yet.
-    None,
     /// It reads exactly this run's features: score it on this test split.
     Comparable {
         model_id: String,
         ensemble: Ensemble,
     },
-    /// Its inputs differ from this run's; only the figures it was published with are known.
-    Other {
-        model_id: String,
-        reason: String,
-        published: Option<PublishedMetrics>,
-    },
-    Unreadable {
-        manifest: String,
-        reason: String,
-    },
+    /// Nothing to score: nothing published, other features, or unreadable.
+    Settled(Previous),
 }
 
 /// The test metrics a model was published with (its manifest's `metrics`), on its own test split.
@@ -66,17 +56,19 @@ pub enum Previous {
 pub async fn load(store: &ParameterStore, contract: &FeatureContract) -> Loaded {
     let manifest_url = match store.get(names::MODEL_MANIFEST).await {
         Ok(Some(url)) => url,
-        Ok(None) => return Loaded::None,
+        Ok(None) => return Loaded::Settled(Previous::None),
         Err(e) => {
-            return Loaded::Unreadable {
+            return Loaded::Settled(Previous::Unreadable {
                 manifest: names::MODEL_MANIFEST.to_owned(),
                 reason: e.to_string(),
-            };
+            });
         }
     };
-    let unreadable = |reason: String| Loaded::Unreadable {
-        manifest: manifest_url.clone(),
-        reason,
+    let unreadable = |reason: String| {
+        Loaded::Settled(Previous::Unreadable {
+            manifest: manifest_url.clone(),
+            reason,
+        })
     };
     let manifest = match rtb_storage::get_url(&manifest_url).await {
         Ok(bytes) => match ModelManifest::from_json(&bytes) {
@@ -101,11 +93,11 @@ pub async fn load(store: &ParameterStore, contract: &FeatureContract) -> Loaded 
             .extra
             .get("metrics")
             .and_then(|m| serde_json::from_value(m.clone()).ok());
-        return Loaded::Other {
+        return Loaded::Settled(Previous::NotComparable {
             model_id: manifest.model_id,
             reason,
             published,
-        };
+        });
     }
     let text = match rtb_storage::get_url(&manifest.model).await {
         Ok(bytes) => bytes,
@@ -152,7 +144,6 @@ impl Loaded {
         wins_kept: f64,
     ) -> Previous {
         match self {
-            Loaded::None => Previous::None,
             Loaded::Comparable { model_id, ensemble } => {
                 let width = ensemble.features().max(1);
                 let scores: Vec<f64> = x.chunks_exact(width).map(|r| ensemble.predict(r)).collect();
@@ -161,16 +152,7 @@ impl Loaded {
                     evaluation: Box::new(evaluate(&scores, labels, prices, thresholds, wins_kept)),
                 }
             }
-            Loaded::Other {
-                model_id,
-                reason,
-                published,
-            } => Previous::NotComparable {
-                model_id,
-                reason,
-                published,
-            },
-            Loaded::Unreadable { manifest, reason } => Previous::Unreadable { manifest, reason },
+            Loaded::Settled(previous) => previous,
         }
     }
 }

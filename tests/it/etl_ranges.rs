@@ -5,29 +5,19 @@
 
 use std::path::Path;
 
-use rtb_etl::generate::{CompressionArg, GenerateArgs, ImpLayoutArg};
+use rtb_etl::generate::GenerateArgs;
 use rtb_etl::run::{RunArgs, run};
 use rtb_features::Dialect;
 
-use crate::support::{run_args, sorted_rows};
+use crate::support::{one_day, run_args, sorted_rows};
 
 fn generate(raw: &Path) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime
         .block_on(rtb_etl::generate::run(&GenerateArgs {
-            out: raw.to_string_lossy().into_owned(),
-            start_date: "2013-03-11".parse().expect("date"),
-            days: 1,
-            bids_per_day: 20_000,
-            seed: 23,
-            imp_layout: ImpLayoutArg::Season23,
-            compression: CompressionArg::None,
             malformed_fraction: 0.01,
             odd_fraction: 0.02,
-            duplicate_bid_fraction: 0.005,
-            duplicate_imp_fraction: 0.01,
-            domains: 1_000,
-            threads: Some(2),
+            ..one_day(&raw.to_string_lossy(), 20_000, 23)
         }))
         .expect("generates");
     // every 7th line ends in CRLF, and the files' last lines have no newline

@@ -11,12 +11,12 @@ use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Float64Type};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use lightgbm3::Booster;
-use rtb_etl::generate::{CompressionArg, GenerateArgs, ImpLayoutArg};
+use rtb_etl::generate::GenerateArgs;
 use rtb_etl::run::{RunArgs, run};
 use rtb_params::ParameterStore;
 use rtb_trainer::train::{TrainArgs, run as train};
 
-use crate::support::repo_root;
+use crate::support::{one_day, repo_root};
 
 /// A job the tests did not ship and no other test reads: derived numbers, a `CASE`, string
 /// functions, a boolean, a float request field, a request field that is not a feature, and
@@ -114,19 +114,9 @@ fn same(a: &[f64], b: &[f64]) -> bool {
 
 async fn generate(raw: &Path) {
     rtb_etl::generate::run(&GenerateArgs {
-        out: raw.to_string_lossy().into_owned(),
-        start_date: "2013-03-11".parse().expect("date"),
-        days: 1,
-        bids_per_day: 12_000,
-        seed: 11,
-        imp_layout: ImpLayoutArg::Season23,
-        compression: CompressionArg::None,
         malformed_fraction: 0.002,
-        odd_fraction: 0.0,
-        duplicate_bid_fraction: 0.005,
-        duplicate_imp_fraction: 0.01,
         domains: 800,
-        threads: Some(2),
+        ..one_day(&raw.to_string_lossy(), 12_000, 11)
     })
     .await
     .expect("generates");

@@ -10,12 +10,12 @@ use std::process::Command;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
-use rtb_etl::generate::{CompressionArg, GenerateArgs, ImpLayoutArg};
+use rtb_etl::generate::GenerateArgs;
 use rtb_etl::run::{RunArgs, run};
 use rtb_features::{DeviceType, Dialect, FeatureVocabulary, device_type};
 use serde_json::Value;
 
-use crate::support::{repo_root, run_args};
+use crate::support::{one_day, repo_root, run_args};
 
 type Row = Vec<Option<String>>;
 
@@ -98,19 +98,11 @@ async fn spark_mode_reproduces_the_original_spark_job() {
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = dir.path().join("raw").to_string_lossy().into_owned();
     rtb_etl::generate::run(&GenerateArgs {
-        out: raw.clone(),
-        start_date: "2013-03-11".parse().expect("date"),
-        days: 1,
-        bids_per_day: 100_000,
-        seed: 11,
-        imp_layout: ImpLayoutArg::Season23,
-        compression: CompressionArg::None,
         malformed_fraction: 0.005,
         odd_fraction: 0.03,
-        duplicate_bid_fraction: 0.005,
-        duplicate_imp_fraction: 0.01,
         domains: 30_000,
         threads: Some(1),
+        ..one_day(&raw, 100_000, 11)
     })
     .await
     .expect("generate");

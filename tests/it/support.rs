@@ -27,6 +27,27 @@ pub fn run_args(input: &str, out: &str) -> rtb_etl::run::RunArgs {
     }
 }
 
+/// One generated day of `bids_per_day` bids into `out`: season 2/3 layouts, plain text, the
+/// generator's usual duplicates, no malformed or odd lines, 1,000 domains, 2 threads. Tests
+/// change what they test.
+pub fn one_day(out: &str, bids_per_day: u64, seed: u64) -> rtb_etl::generate::GenerateArgs {
+    rtb_etl::generate::GenerateArgs {
+        out: out.into(),
+        start_date: "2013-03-11".parse().expect("date"),
+        days: 1,
+        bids_per_day,
+        seed,
+        imp_layout: rtb_etl::generate::ImpLayoutArg::Season23,
+        compression: rtb_etl::generate::CompressionArg::None,
+        malformed_fraction: 0.0,
+        odd_fraction: 0.0,
+        duplicate_bid_fraction: 0.005,
+        duplicate_imp_fraction: 0.01,
+        domains: 1_000,
+        threads: Some(2),
+    }
+}
+
 /// The shared reference data beside the repository (`RTB_SHARED_DATA` to point elsewhere).
 pub fn shared_data() -> PathBuf {
     let dir = std::env::var_os("RTB_SHARED_DATA")

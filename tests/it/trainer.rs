@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use rtb_etl::generate::{CompressionArg, GenerateArgs, ImpLayoutArg};
+use rtb_etl::generate::GenerateArgs;
 use rtb_etl::run::RunArgs;
 use rtb_params::{ParameterStore, names};
 use rtb_trainer::previous::Previous;
@@ -36,19 +36,8 @@ fn model_folders(out: &Path) -> Vec<String> {
 async fn committed_run(dir: &Path, store: &str) -> rtb_etl::run::Manifest {
     let raw = dir.join("raw").to_string_lossy().into_owned();
     rtb_etl::generate::run(&GenerateArgs {
-        out: raw.clone(),
-        start_date: "2013-03-11".parse().expect("date"),
-        days: 1,
-        bids_per_day: 40_000,
-        seed: 7,
-        imp_layout: ImpLayoutArg::Season23,
-        compression: CompressionArg::None,
-        malformed_fraction: 0.0,
-        odd_fraction: 0.0,
-        duplicate_bid_fraction: 0.005,
-        duplicate_imp_fraction: 0.01,
         domains: 2_000,
-        threads: Some(2),
+        ..crate::support::one_day(&raw, 40_000, 7)
     })
     .await
     .expect("generates");

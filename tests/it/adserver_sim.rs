@@ -15,8 +15,8 @@ use rtb_model::Ensemble;
 use rtb_params::names;
 
 use crate::scorer_support::{
-    Process, expected_row, free_port, publish_files, put_params, request, spawn, synthetic_rows,
-    train, vocabulary, wait_for, workspace_binary,
+    ModelStore, Process, expected_row, free_port, put_params, request, spawn, synthetic_rows,
+    train, wait_for, workspace_binary,
 };
 
 /// `n` requests as the ETL writes them, in two part files, with one malformed and one blank
@@ -79,25 +79,10 @@ fn u64_at(v: &serde_json::Value, pointer: &str) -> u64 {
 #[test]
 fn replays_the_etl_requests_at_the_real_scorer() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("store");
-    let base = format!("file://{}", root.display());
-    let vocabulary = vocabulary(8);
-    std::fs::create_dir_all(&root).expect("root");
-    std::fs::write(
-        root.join("vocabulary.json"),
-        vocabulary.to_json().expect("json"),
-    )
-    .expect("vocabulary");
+    let store = ModelStore::new(dir.path());
     let (x, y) = synthetic_rows(4000, 8, 11);
     let text = train(&x, &y, 20).save_string().expect("text");
-    let manifest = publish_files(
-        &root,
-        &base,
-        "m1",
-        &text,
-        &format!("{base}/vocabulary.json"),
-        &vocabulary.version,
-    );
+    let manifest = store.files("m1", &text);
     let (data, requests) = write_inference_data(dir.path(), 40);
     let data_url = format!("file://{}/", data.display());
     let params = dir.path().join("params.json");

@@ -7,58 +7,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use rtb_params::names;
-
 use crate::scorer_support::{
-    Process, call, free_port, json, publish_files, put_params, request, spawn, synthetic_rows,
-    train, vocabulary, wait_for, workspace_binary,
+    ModelStore, Process, call, free_port, json, request, spawn, synthetic_rows, train, wait_for,
+    workspace_binary,
 };
-
-/// A model store under `dir/store` (its vocabulary written) and the parameter file naming
-/// the first of `models` (LightGBM texts), published as `m0`.
-struct Store {
-    root: std::path::PathBuf,
-    base: String,
-    vocabulary_url: String,
-    vocabulary_version: String,
-    params: std::path::PathBuf,
-}
-
-impl Store {
-    fn new(dir: &std::path::Path, first_model: &str) -> Store {
-        let root = dir.join("store");
-        let base = format!("file://{}", root.display());
-        let vocabulary = vocabulary(8);
-        std::fs::create_dir_all(&root).expect("root");
-        std::fs::write(
-            root.join("vocabulary.json"),
-            vocabulary.to_json().expect("json"),
-        )
-        .expect("vocabulary");
-        let store = Store {
-            vocabulary_url: format!("{base}/vocabulary.json"),
-            vocabulary_version: vocabulary.version.clone(),
-            params: dir.join("params.json"),
-            root,
-            base,
-        };
-        store.publish("m0", first_model);
-        store
-    }
-
-    /// Publishes `model` as `id` and points the parameter file at it.
-    fn publish(&self, id: &str, model: &str) {
-        let url = publish_files(
-            &self.root,
-            &self.base,
-            id,
-            model,
-            &self.vocabulary_url,
-            &self.vocabulary_version,
-        );
-        put_params(&self.params, &[(names::MODEL_MANIFEST, &url)]);
-    }
-}
 
 fn model_texts(iterations: &[usize]) -> Vec<String> {
     let (x, y) = synthetic_rows(2000, 8, 5);
@@ -95,7 +47,8 @@ fn serve(dir: &std::path::Path, params: &std::path::Path, extra: &[&str]) -> (Pr
 #[test]
 fn slow_bodies_are_cut_off_and_good_requests_still_served() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::new(dir.path(), &model_texts(&[10])[0]);
+    let store = ModelStore::new(dir.path());
+    store.publish("m0", &model_texts(&[10])[0]);
     let params = &store.params;
     let listen = format!("127.0.0.1:{}", free_port());
     // a guessable admin token is refused at start, not served
@@ -274,7 +227,8 @@ fn rss_kib(pid: u32) -> u64 {
 fn a_minute_of_mixed_load_and_reloads_fails_no_good_request() {
     let dir = tempfile::tempdir().expect("tempdir");
     let models = model_texts(&[10, 20]);
-    let store = Store::new(dir.path(), &models[0]);
+    let store = ModelStore::new(dir.path());
+    store.publish("m0", &models[0]);
     let (mut process, port) = serve(dir.path(), &store.params, &["--reload-interval", "1"]);
     let pid = process.child.id();
 

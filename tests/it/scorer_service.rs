@@ -11,8 +11,8 @@ use rtb_model::Ensemble;
 use rtb_params::names;
 
 use crate::scorer_support::{
-    Http, Process, call, expected_row, free_port, json, publish_files, put_params, request, spawn,
-    synthetic_rows, train, vocabulary, wait_for, workspace_binary,
+    Http, ModelStore, Process, call, expected_row, free_port, json, publish_files, put_params,
+    request, spawn, synthetic_rows, train, vocabulary, wait_for, workspace_binary,
 };
 
 const TOKEN: &str = "test-admin-token";
@@ -234,27 +234,13 @@ fn scorer_starts_from_ssm_parameters_and_s3_artifacts() {
 #[test]
 fn reload_under_load_fails_no_request_and_sigterm_drains() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let root = dir.path().join("store");
-    let base = format!("file://{}", root.display());
-    let vocabulary = vocabulary(8);
-    std::fs::create_dir_all(&root).expect("root");
-    std::fs::write(
-        root.join("vocabulary.json"),
-        vocabulary.to_json().expect("json"),
-    )
-    .expect("vocabulary");
-    let vocabulary_url = format!("{base}/vocabulary.json");
+    let store = ModelStore::new(dir.path());
+    let (root, base, vocabulary_url) = (&store.root, &store.base, &store.vocabulary_url);
+    let vocabulary_version = &store.vocabulary_version;
     let (x, y) = synthetic_rows(4000, 8, 5);
     let first = train(&x, &y, 20).save_string().expect("text");
     let second = train(&x, &y, 40).save_string().expect("text");
-    let m1 = publish_files(
-        &root,
-        &base,
-        "m1",
-        &first,
-        &vocabulary_url,
-        &vocabulary.version,
-    );
+    let m1 = publish_files(root, base, "m1", &first, vocabulary_url, vocabulary_version);
     let params = dir.path().join("params.json");
     put_params(&params, &[(names::MODEL_MANIFEST, &m1)]);
 
@@ -332,12 +318,12 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
     // m2 through the admin api, a broken m3 refused, m4 through polling
     let auth = format!("Bearer {TOKEN}");
     let m2 = publish_files(
-        &root,
-        &base,
+        root,
+        base,
         "m2",
         &second,
-        &vocabulary_url,
-        &vocabulary.version,
+        vocabulary_url,
+        vocabulary_version,
     );
     put_params(&params, &[(names::MODEL_MANIFEST, &m2)]);
     let (status, body) = call(
@@ -353,12 +339,12 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
     wait_answers(500);
 
     let m3 = publish_files(
-        &root,
-        &base,
+        root,
+        base,
         "m3",
         &second,
-        &vocabulary_url,
-        &vocabulary.version,
+        vocabulary_url,
+        vocabulary_version,
     );
     // replaced after publishing: the manifest's sha256 no longer matches
     std::fs::write(root.join("models/m3/model.txt"), &first).expect("overwrite");
@@ -389,14 +375,7 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
             "AdExchange",
         ),
     ] {
-        let url = publish_files(
-            &root,
-            &base,
-            id,
-            &second,
-            &vocabulary_url,
-            &vocabulary.version,
-        );
+        let url = publish_files(root, base, id, &second, vocabulary_url, vocabulary_version);
         let path = root.join(format!("models/{id}/model-manifest.json"));
         let mut manifest =
             rtb_model::ModelManifest::from_json(&std::fs::read(&path).expect("manifest"))
@@ -421,14 +400,7 @@ fn reload_under_load_fails_no_request_and_sigterm_drains() {
         wait_answers(200);
     }
 
-    let m4 = publish_files(
-        &root,
-        &base,
-        "m4",
-        &first,
-        &vocabulary_url,
-        &vocabulary.version,
-    );
+    let m4 = publish_files(root, base, "m4", &first, vocabulary_url, vocabulary_version);
     put_params(&params, &[(names::MODEL_MANIFEST, &m4)]);
     let started = Instant::now();
     loop {

@@ -378,3 +378,52 @@ pub fn put_params(path: &Path, pairs: &[(&str, &str)]) {
         store.put_many(pairs).await.expect("put");
     });
 }
+
+/// A file model store under `dir/store` holding the 8-column vocabulary, and the parameter file
+/// `dir/params.json` scorers are pointed at.
+pub struct ModelStore {
+    pub root: PathBuf,
+    pub base: String,
+    pub vocabulary_url: String,
+    pub vocabulary_version: String,
+    pub params: PathBuf,
+}
+
+impl ModelStore {
+    pub fn new(dir: &Path) -> ModelStore {
+        let root = dir.join("store");
+        let base = format!("file://{}", root.display());
+        let vocabulary = vocabulary(8);
+        std::fs::create_dir_all(&root).expect("root");
+        std::fs::write(
+            root.join("vocabulary.json"),
+            vocabulary.to_json().expect("json"),
+        )
+        .expect("vocabulary");
+        ModelStore {
+            vocabulary_url: format!("{base}/vocabulary.json"),
+            vocabulary_version: vocabulary.version.clone(),
+            params: dir.join("params.json"),
+            root,
+            base,
+        }
+    }
+
+    /// Writes `model` (a LightGBM text) as `id`; returns its manifest URL.
+    pub fn files(&self, id: &str, model: &str) -> String {
+        publish_files(
+            &self.root,
+            &self.base,
+            id,
+            model,
+            &self.vocabulary_url,
+            &self.vocabulary_version,
+        )
+    }
+
+    /// Writes `model` as `id` and points the parameter file at it.
+    pub fn publish(&self, id: &str, model: &str) {
+        let url = self.files(id, model);
+        put_params(&self.params, &[(rtb_params::names::MODEL_MANIFEST, &url)]);
+    }
+}

@@ -1,9 +1,11 @@
 //! Raw iPinYou logs as DataFusion tables, embedded or on a Ballista cluster.
 //!
-//! Each plain input file is split into byte ranges ([`Part`]s, `--range-size`), one partition
-//! each, so every core (and every executor) reads a share of one large day; a compressed file is
-//! one part. A part owns the lines that *start* inside its range: it skips the tail of the line
-//! its range begins in and reads its last line past its end, so each line is read exactly once.
+//! Each plain or `.bz2` input file is split into byte ranges ([`Part`]s, `--range-size`), one
+//! partition each, so every core (and every executor) reads and decodes a share of one large
+//! day; a `.gz` file is one part. A plain part owns the lines that *start* inside its range: it
+//! skips the tail of the line its range begins in and reads its last line past its end, so
+//! each line is read exactly once; a `.bz2` part owns the bzip2 blocks starting in its range,
+//! with the same rule for the lines across them (`crate::bzblocks`).
 //! Parts are streamed through the shared line reader on blocking threads, at most as many at
 //! once as the engine has partitions: decompressed by extension (`.gz`, `.bz2`), the layout
 //! sniffed from the file's first lines, every line either accepted into Arrow batches (all
@@ -24,6 +26,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::bzblocks::BlockPart;
 use async_trait::async_trait;
 use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringBuilder};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
@@ -119,10 +122,20 @@ impl Part {
     }
 }
 
-/// How a file is split: ranges of `range_bytes` for a plain file (0: never), else whole.
+/// A stored byte of a `.bz2` log decodes to about this many (3.9 on generated days, more on
+/// real ones), so its ranges are this much shorter for tasks of a similar length.
+pub const BZIP2_RANGE_DIVISOR: u64 = 4;
+
+/// How a file is split: a plain file in ranges of `range_bytes`, a `.bz2` file in ranges of
+/// [`BZIP2_RANGE_DIVISOR`] times fewer bytes (0: never); a `.gz` file is one part, a gzip
+/// member has no boundary to find without decoding it.
 pub fn parts_of(index: usize, file: &InputFile, range_bytes: u64) -> Vec<Part> {
-    let plain = Compression::from_name(&file.url) == Compression::None;
-    if !plain || range_bytes == 0 || file.size <= range_bytes {
+    let range_bytes = match Compression::from_name(&file.url) {
+        Compression::None => range_bytes,
+        Compression::Bzip2 => range_bytes / BZIP2_RANGE_DIVISOR,
+        Compression::Gzip => 0,
+    };
+    if range_bytes == 0 || file.size <= range_bytes {
         return vec![Part::whole(index)];
     }
     let of = file.size.div_ceil(range_bytes);
@@ -478,7 +491,11 @@ impl ScanTask {
     ) -> DfResult<()> {
         let url = &self.file.url;
         let (mut reader, mut position) = self.open(handle, self.part, true)?;
-        let end = self.part.end.unwrap_or(u64::MAX);
+        // a bzip2 part's reader stops at its last line itself
+        let end = match Compression::from_name(url) {
+            Compression::None => self.part.end.unwrap_or(u64::MAX),
+            _ => u64::MAX,
+        };
         let mut head: Vec<Vec<u8>> = Vec::new();
         let mut buf = Vec::with_capacity(1024);
         if self.part.start == 0 {
@@ -631,9 +648,9 @@ impl ScanTask {
 
     /// Opens the input through its object store at the part's first line; returns the reader
     /// and that line's offset. Local stores hand back the file itself, remote ones a byte
-    /// stream, read here through a bridge on this blocking thread. A part after the first
-    /// starts one byte early: the line it lands in is the previous part's unless that byte
-    /// ends a line.
+    /// stream, read here through a bridge on this blocking thread. A plain part after the
+    /// first starts one byte early: the line it lands in is the previous part's unless that
+    /// byte ends a line. A bzip2 part yields exactly its own lines ([`BlockPart`]).
     fn open(
         &self,
         handle: &tokio::runtime::Handle,
@@ -641,7 +658,11 @@ impl ScanTask {
         counted: bool,
     ) -> DfResult<(Box<dyn BufRead + Send>, u64)> {
         let url = &self.file.url;
-        let from = part.start.saturating_sub(1);
+        let compression = Compression::from_name(url);
+        let from = match compression {
+            Compression::None => part.start.saturating_sub(1),
+            _ => part.start,
+        };
         let options = object_store::GetOptions {
             range: (from > 0).then_some(object_store::GetRange::Offset(from)),
             ..Default::default()
@@ -674,7 +695,10 @@ impl ScanTask {
             }),
             None => raw,
         };
-        let decoded: Box<dyn Read + Send> = match Compression::from_name(url) {
+        if compression == Compression::Bzip2 && part.of > 1 {
+            return Ok((Box::new(BlockPart::new(raw, part.start, part.end)), 0));
+        }
+        let decoded: Box<dyn Read + Send> = match compression {
             Compression::None => raw,
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(
                 BufReader::with_capacity(1 << 20, raw),
@@ -685,7 +709,7 @@ impl ScanTask {
         };
         let mut reader: Box<dyn BufRead + Send> =
             Box::new(BufReader::with_capacity(1 << 20, decoded));
-        if part.start == 0 {
+        if part.start == 0 || compression != Compression::None {
             return Ok((reader, 0));
         }
         let mut first = [0u8; 1];
@@ -895,10 +919,17 @@ mod tests {
             report_name(&file("file:///d/bid.txt", 1000), &parts[1]),
             "bid.txt.part-00001-of-00004.report.json"
         );
-        // compressed, small, or splitting off: one part, named as the file
+        let bzip2 = parts_of(0, &file("s3://b/bid.txt.bz2", 1000), 300);
+        assert_eq!(
+            bzip2.len(),
+            14,
+            "ranges of 300 / {BZIP2_RANGE_DIVISOR} bytes"
+        );
+        assert_eq!(bzip2[13].start, 975);
+        // gzip, small, or splitting off: one part, named as the file
         for (url, size, range) in [
-            ("s3://b/bid.txt.bz2", 10_000, 300),
             ("s3://b/bid.txt.gz", 10_000, 300),
+            ("s3://b/bid.txt.bz2", 75, 300),
             ("s3://b/bid.txt", 300, 300),
             ("s3://b/bid.txt", 10_000, 0),
         ] {

@@ -1,5 +1,6 @@
 //! The ETL runner: feature jobs over iPinYou logs, and the log generator that feeds them.
 
+pub mod bzblocks;
 pub mod cli;
 pub mod cluster;
 pub mod gc;

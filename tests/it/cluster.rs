@@ -250,7 +250,8 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
     for compat in ["strict", "spark"] {
         cluster_equals_embedded(&env, &work, &bucket, &cluster, compat, "raw", "0");
     }
-    // whole files embedded against 256 KiB ranges on the cluster
+    // whole files embedded against ranges on the cluster: 256 KiB of plain text, and 16 KiB of
+    // bzip2 (a quarter of the range size), fewer bytes than one block
     cluster_equals_embedded(
         &env,
         &work,
@@ -260,6 +261,7 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
         "raw-plain",
         "256KiB",
     );
+    cluster_equals_embedded(&env, &work, &bucket, &cluster, "strict", "raw", "64KiB");
 }
 
 fn cluster_equals_embedded(
@@ -273,8 +275,8 @@ fn cluster_equals_embedded(
 ) {
     let params = |name: &str| work.join(name).to_string_lossy().into_owned();
     let (embedded_out, cluster_out) = (
-        format!("embedded-{compat}-{raw}"),
-        format!("cluster-{compat}-{raw}"),
+        format!("embedded-{compat}-{raw}-{cluster_range}"),
+        format!("cluster-{compat}-{raw}-{cluster_range}"),
     );
     let input = format!("s3://aik/{raw}");
     run_ok(
@@ -340,9 +342,11 @@ fn cluster_equals_embedded(
     for report in distributed["inputs"].as_array().expect("inputs") {
         if raw == "raw" {
             assert_eq!(report["compression"], "bzip2", "{report}");
+        }
+        if cluster_range == "0" {
             assert_eq!(report["parts"], 1, "{report}");
         } else if report["kind"] == "bid" {
-            // 5 MB of bids in 256 KiB ranges (an impression file fits in one)
+            // 5 MB of bids (1.3 MB as bzip2) in ranges of 256 KiB (16 KiB)
             assert!(report["parts"].as_u64() > Some(10), "{report}");
         }
         assert!(report["accepted"].as_u64() > Some(0), "{report}");

@@ -1,6 +1,6 @@
-//! Plain input files read in many small byte ranges give exactly what whole files give: every
-//! output row, every per-file count, every rejected line with its line number, in both reading
-//! modes. The day carries malformed and odd lines, CRLF line ends and a last line without a
+//! Input files read in many small byte ranges, plain and bzip2-compressed, give exactly what
+//! whole plain files give: every output row, every per-file count, every rejected line with its
+//! line number, in both reading modes. The day carries malformed and odd lines, CRLF line ends and a last line without a
 //! newline, so ranges begin and end inside lines of every kind.
 
 use std::path::Path;
@@ -60,7 +60,10 @@ fn rejects(folder: &Path) -> Vec<String> {
                 let v: serde_json::Value = serde_json::from_str(line).expect("json");
                 lines.push(format!(
                     "{}:{} {} {}",
-                    v["file"], v["line"], v["reason"], v["text"]
+                    name_of(v["file"].as_str().unwrap_or_default()),
+                    v["line"],
+                    v["reason"],
+                    v["text"]
                 ));
             }
         }
@@ -73,24 +76,110 @@ fn local(url: &str) -> &Path {
     Path::new(url.strip_prefix("file://").expect("a local run"))
 }
 
+/// The day's files, bzip2-compressed in 100 kB blocks (level 1) so a range holds few of them.
+fn compress(raw: &Path, into: &Path) {
+    use std::io::Write;
+    std::fs::create_dir_all(into).expect("bz2 folder");
+    for entry in std::fs::read_dir(raw).expect("raw folder").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("bid.") || name.starts_with("imp.")) {
+            continue;
+        }
+        let file = std::fs::File::create(into.join(format!("{name}.bz2"))).expect("create");
+        let mut encoder = bzip2::write::BzEncoder::new(file, bzip2::Compression::new(1));
+        encoder
+            .write_all(&std::fs::read(entry.path()).expect("read"))
+            .expect("compress");
+        encoder.finish().expect("finish");
+    }
+}
+
+fn size_of(folder: &Path, prefix: &str) -> u64 {
+    std::fs::read_dir(folder)
+        .expect("folder")
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .and_then(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .expect("a file")
+}
+
+/// Per input file (by name, compression aside): lines, accepted, rejected and their details.
+fn counts(m: &rtb_etl::run::Manifest) -> Vec<(String, u64, u64, u64, String)> {
+    m.inputs
+        .iter()
+        .map(|f| {
+            assert_eq!(f.lines, f.accepted + f.rejected, "{f:?}");
+            (
+                name_of(&f.url),
+                f.lines,
+                f.accepted,
+                f.rejected,
+                format!(
+                    "{:?} extra {} short {} prices {}",
+                    f.rejected_by_reason,
+                    f.rows_with_extra_columns_dropped,
+                    f.rows_short_padded,
+                    f.prices_unparsed
+                ),
+            )
+        })
+        .collect()
+}
+
+fn name_of(url: &str) -> String {
+    let name = url.rsplit('/').next().unwrap_or_default();
+    name.strip_suffix(".bz2").unwrap_or(name).to_owned()
+}
+
+fn assert_same(whole: &rtb_etl::run::Manifest, cut: &rtb_etl::run::Manifest, label: &str) {
+    assert!(whole.inputs.iter().all(|f| f.parts == 1), "{label}");
+    assert_eq!(counts(whole), counts(cut), "{label}");
+    assert!(
+        whole.inputs.iter().any(|f| f.rejected > 0),
+        "{label}: the day has rejects to compare"
+    );
+    assert_eq!(whole.rows, cut.rows, "{label}");
+    assert_eq!(whole.splits, cut.splits, "{label}");
+    assert_eq!(whole.vocabulary, cut.vocabulary, "{label}");
+    assert_eq!(
+        rejects(local(&whole.outputs["rejects"])),
+        rejects(local(&cut.outputs["rejects"])),
+        "{label}: the same rejected lines at the same line numbers"
+    );
+    for output in ["train", "valid", "test", "transformed"] {
+        let (a, b) = (
+            sorted_rows(local(&whole.outputs[output])),
+            sorted_rows(local(&cut.outputs[output])),
+        );
+        assert!(!a.is_empty(), "{output}");
+        assert!(
+            a == b,
+            "{label}: {output} rows differ ({} vs {})",
+            a.len(),
+            b.len()
+        );
+    }
+}
+
 #[test]
 fn small_ranges_read_exactly_what_whole_files_read() {
     let dir = tempfile::tempdir().expect("tempdir");
     let raw = dir.path().join("raw");
     generate(&raw);
-    let bid_size = std::fs::read_dir(&raw)
-        .expect("raw")
-        .flatten()
-        .find(|e| e.file_name().to_string_lossy().starts_with("bid."))
-        .and_then(|e| e.metadata().ok())
-        .map(|m| m.len())
-        .expect("a bid file");
+    let bz2 = dir.path().join("raw-bz2");
+    compress(&raw, &bz2);
+    let bid_size = size_of(&raw, "bid.");
+    let bz2_size = size_of(&bz2, "bid.");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     for dialect in [Dialect::Strict, Dialect::Spark] {
-        let outcome = |range_size: &str| {
+        let outcome = |raw: &Path, range_size: &str| {
             let out = dir
                 .path()
-                .join(format!("out-{dialect:?}-{range_size}"))
+                .join(format!(
+                    "out-{dialect:?}-{range_size}-{}",
+                    raw.file_name().unwrap_or_default().to_string_lossy()
+                ))
                 .to_string_lossy()
                 .into_owned();
             runtime
@@ -102,60 +191,26 @@ fn small_ranges_read_exactly_what_whole_files_read() {
                 .expect("runs")
                 .manifest
         };
-        let whole = outcome("0");
-        let cut = outcome("64KiB");
+        let whole = outcome(&raw, "0");
+        let cut = outcome(&raw, "64KiB");
         let parts: u32 = cut.inputs.iter().map(|f| f.parts).sum();
         assert!(
             u64::from(parts) > bid_size / (64 << 10),
             "{dialect:?}: {parts} parts"
         );
-        assert!(whole.inputs.iter().all(|f| f.parts == 1));
-        let counts = |m: &rtb_etl::run::Manifest| -> Vec<(String, u64, u64, u64, String)> {
-            m.inputs
-                .iter()
-                .map(|f| {
-                    assert_eq!(f.lines, f.accepted + f.rejected, "{f:?}");
-                    (
-                        f.url.rsplit('/').next().unwrap_or_default().to_owned(),
-                        f.lines,
-                        f.accepted,
-                        f.rejected,
-                        format!(
-                            "{:?} extra {} short {} prices {}",
-                            f.rejected_by_reason,
-                            f.rows_with_extra_columns_dropped,
-                            f.rows_short_padded,
-                            f.prices_unparsed
-                        ),
-                    )
-                })
-                .collect()
-        };
-        assert_eq!(counts(&whole), counts(&cut), "{dialect:?}");
+        assert_same(&whole, &cut, &format!("{dialect:?} plain"));
+        // bzip2 ranges of 16 KiB: most hold no block start, many lines cross blocks
+        let cut = outcome(&bz2, "64KiB");
+        let parts: u32 = cut.inputs.iter().map(|f| f.parts).sum();
         assert!(
-            whole.inputs.iter().any(|f| f.rejected > 0),
-            "{dialect:?}: the day has rejects to compare"
+            u64::from(parts) > bz2_size / (16 << 10),
+            "{dialect:?}: {parts} bzip2 parts"
         );
-        assert_eq!(whole.rows, cut.rows, "{dialect:?}");
-        assert_eq!(whole.splits, cut.splits, "{dialect:?}");
-        assert_eq!(whole.vocabulary, cut.vocabulary, "{dialect:?}");
-        assert_eq!(
-            rejects(local(&whole.outputs["rejects"])),
-            rejects(local(&cut.outputs["rejects"])),
-            "{dialect:?}: the same rejected lines at the same line numbers"
+        assert_same(&whole, &cut, &format!("{dialect:?} bzip2"));
+        assert_same(
+            &whole,
+            &outcome(&bz2, "0"),
+            &format!("{dialect:?} whole bzip2"),
         );
-        for output in ["train", "valid", "test", "transformed"] {
-            let (a, b) = (
-                sorted_rows(local(&whole.outputs[output])),
-                sorted_rows(local(&cut.outputs[output])),
-            );
-            assert!(!a.is_empty(), "{output}");
-            assert!(
-                a == b,
-                "{dialect:?}: {output} rows differ ({} vs {})",
-                a.len(),
-                b.len()
-            );
-        }
     }
 }

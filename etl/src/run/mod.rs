@@ -81,8 +81,9 @@ pub struct RunArgs {
         default_value = "strict"
     )]
     pub read_as: Dialect,
-    /// Plain input files are read in byte ranges of this size, one task each, so one large day
-    /// keeps every core busy; 0 reads each file as one task. Compressed files are read whole.
+    /// Input files are read in byte ranges of this size, one task each, so one large day keeps
+    /// every core busy; 0 reads each file as one task. A `.bz2` file's ranges are a quarter of
+    /// this (its bytes decode to about four times as many); `.gz` files are read whole.
     /// Default: 128MiB embedded; 0 on a cluster, where ranges currently cost more than they
     /// gain (3x the wall time and the shuffle volume at 5M bids on 2 executors, BENCHMARKS.md).
     #[arg(long, env = "RTB_RANGE_SIZE")]

@@ -1,0 +1,550 @@
+//! A byte range of a `.bz2` file, decoded on its own: the bzip2 blocks whose magic starts in
+//! the range, so several tasks decode one file at once.
+//!
+//! A bzip2 stream is a header (`BZh1`..`BZh9`), a run of blocks, each opened by the 48-bit
+//! magic `0x314159265359` at any bit offset, and an end marker `0x177245385090` with the
+//! stream's CRC; pbzip2-style files are several such streams back to back. A block is decoded
+//! alone by wrapping its bits in a one-block stream of its own (header, the block, end marker,
+//! and the block's CRC as the stream's), so the block and stream CRCs are still checked.
+//!
+//! The magic can also occur by chance inside compressed bits. A candidate is taken for a
+//! block only if its `origPtr` is in range, and a span that does not decode is joined with
+//! the next one (the cut was not a block boundary); a part whose first candidate never
+//! decodes skips it, since the previous part decodes that block across it.
+//!
+//! Lines: in the stream `S` decoded from the whole file, let `B_k` be where part `k`'s first
+//! block begins. Part 0 starts at 0; part `k > 0` starts after the first `\n` at or after
+//! `B_k`. Each part reads through the first `\n` at or after the next part's `B`, i.e. its
+//! last line runs into the next part's blocks. So the parts' bytes are disjoint, contiguous
+//! and cover `S`, and each is whole lines: the same lines a single reader sees.
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, Read};
+
+const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
+const END_MAGIC: u64 = 0x1772_4538_5090;
+const MASK48: u64 = (1 << 48) - 1;
+/// Bits a block candidate needs after its start to be judged: magic, CRC, the randomised
+/// flag and the 24-bit `origPtr`.
+const BLOCK_HEAD_BITS: u64 = 48 + 32 + 1 + 24;
+/// libbz2 refuses a block whose `origPtr` exceeds this at level 9.
+const MAX_ORIG_PTR: u64 = 10 + 900_000;
+/// Compressed bytes read at a time.
+const CHUNK: usize = 1 << 20;
+/// Spans joined before a candidate is given up as corrupt.
+const MAX_JOINED: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Marker {
+    Block,
+    End,
+}
+
+/// Candidate markers starting in window bits `[from, to)`, with their bit offsets.
+fn scan(window: &[u8], from: u64, to: u64, found: &mut Vec<(u64, Marker)>) {
+    let len_bits = window.len() as u64 * 8;
+    let mut byte = (from / 8) as usize;
+    while (byte as u64) * 8 < to {
+        let mut eight = [0u8; 8];
+        let have = window.len().saturating_sub(byte).min(8);
+        eight[..have].copy_from_slice(&window[byte..byte + have]);
+        let w = u64::from_be_bytes(eight);
+        let mut hit = false;
+        for o in 0..8 {
+            let v = (w >> (16 - o)) & MASK48;
+            hit |= (v == BLOCK_MAGIC) | (v == END_MAGIC);
+        }
+        if hit {
+            for o in 0..8u64 {
+                let bit = byte as u64 * 8 + o;
+                if bit < from || bit >= to || bit + 48 > len_bits {
+                    continue;
+                }
+                match (w >> (16 - o)) & MASK48 {
+                    BLOCK_MAGIC => {
+                        let plausible = bit + BLOCK_HEAD_BITS <= len_bits
+                            && read_bits(window, bit + 48 + 32 + 1, 24) <= MAX_ORIG_PTR;
+                        if plausible {
+                            found.push((bit, Marker::Block));
+                        }
+                    }
+                    END_MAGIC if bit + 80 <= len_bits => found.push((bit, Marker::End)),
+                    _ => {}
+                }
+            }
+        }
+        byte += 1;
+    }
+}
+
+/// Up to 57 bits of `data` starting at bit `at`, most significant first.
+fn read_bits(data: &[u8], at: u64, n: u32) -> u64 {
+    debug_assert!(n <= 57);
+    let byte = (at / 8) as usize;
+    let mut eight = [0u8; 8];
+    let have = data.len().saturating_sub(byte).min(8);
+    eight[..have].copy_from_slice(&data[byte..byte + have]);
+    let w = u64::from_be_bytes(eight);
+    (w << (at % 8)) >> (64 - n)
+}
+
+/// Appends bits to a byte vector, most significant first.
+struct BitWriter {
+    out: Vec<u8>,
+    acc: u64,
+    held: u32,
+}
+
+impl BitWriter {
+    fn push(&mut self, value: u64, n: u32) {
+        for i in (0..n).rev() {
+            self.acc = (self.acc << 1) | ((value >> i) & 1);
+            self.held += 1;
+            if self.held == 8 {
+                self.out.push(self.acc as u8);
+                self.acc = 0;
+                self.held = 0;
+            }
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.held > 0 {
+            self.out.push((self.acc << (8 - self.held)) as u8);
+        }
+        self.out
+    }
+}
+
+/// Decodes the block in window bits `[start, end)` as a stream of its own.
+fn decode_span(window: &[u8], start: u64, end: u64) -> Result<Vec<u8>, String> {
+    let len = end - start;
+    let whole = (len / 8) as usize;
+    let mut stream = Vec::with_capacity(whole + 20);
+    stream.extend_from_slice(b"BZh9");
+    let first = (start / 8) as usize;
+    let shift = (start % 8) as u32;
+    if shift == 0 {
+        stream.extend_from_slice(&window[first..first + whole]);
+    } else {
+        stream.extend(
+            window[first..=first + whole]
+                .windows(2)
+                .map(|p| (p[0] << shift) | (p[1] >> (8 - shift))),
+        );
+    }
+    let mut tail = BitWriter {
+        out: stream,
+        acc: 0,
+        held: 0,
+    };
+    let rest = (len % 8) as u32;
+    if rest > 0 {
+        tail.push(read_bits(window, start + whole as u64 * 8, rest), rest);
+    }
+    tail.push(END_MAGIC, 48);
+    // one block: the stream's CRC is the block's
+    tail.push(read_bits(window, start + 48, 32), 32);
+    let stream = tail.finish();
+
+    let mut decoder = bzip2::Decompress::new(false);
+    let mut out = Vec::with_capacity(1 << 20);
+    loop {
+        if out.len() == out.capacity() {
+            out.reserve(out.capacity());
+        }
+        let consumed = decoder.total_in() as usize;
+        let before = (consumed, out.len());
+        match decoder.decompress_vec(&stream[consumed..], &mut out) {
+            Ok(bzip2::Status::StreamEnd) => return Ok(out),
+            Ok(_) if (decoder.total_in() as usize, out.len()) == before => {
+                return Err("the block ends early".into());
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Part `k > 0`: dropping the bytes through the first `\n`.
+    Skip,
+    Own,
+    /// Past the part's own blocks: the last line, through its `\n`.
+    Tail,
+    Done,
+}
+
+/// The decoded lines of one byte range of a `.bz2` file, as a reader.
+pub struct BlockPart<R> {
+    source: R,
+    eof: bool,
+    /// Compressed bytes from `window_start`.
+    window: Vec<u8>,
+    window_start: u64,
+    /// Absolute bit up to which markers have been looked for.
+    scanned: u64,
+    markers: VecDeque<(u64, Marker)>,
+    /// Blocks starting at or after this absolute bit are the next part's.
+    end_bit: u64,
+    /// No block decoded yet: a first candidate that never decodes is not a block start.
+    searching: bool,
+    state: State,
+    out: Vec<u8>,
+    at: usize,
+    #[cfg(test)]
+    planted: Vec<u64>,
+}
+
+impl<R: Read> BlockPart<R> {
+    /// `source` yields the file's bytes from byte `start`; the part owns the blocks starting
+    /// in `[start, end)`.
+    pub fn new(source: R, start: u64, end: Option<u64>) -> Self {
+        BlockPart {
+            source,
+            eof: false,
+            window: Vec::new(),
+            window_start: start,
+            scanned: start * 8,
+            markers: VecDeque::new(),
+            end_bit: end.map_or(u64::MAX, |e| e * 8),
+            searching: true,
+            state: if start == 0 { State::Own } else { State::Skip },
+            out: Vec::new(),
+            at: 0,
+            #[cfg(test)]
+            planted: Vec::new(),
+        }
+    }
+
+    /// Reads more compressed bytes and finds the markers in them; false at the end.
+    fn fill(&mut self) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        let had = self.window.len();
+        self.window.resize(had + CHUNK, 0);
+        let mut got = 0;
+        while got < CHUNK {
+            match self.source.read(&mut self.window[had + got..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.window.truncate(had + got);
+        if self.window_start == 0 && had == 0 && !self.window.starts_with(b"BZh") {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "not a bzip2 file (no BZh header)",
+            ));
+        }
+        let base = self.window_start * 8;
+        let len_bits = self.window.len() as u64 * 8;
+        let limit = if self.eof {
+            len_bits
+        } else {
+            len_bits.saturating_sub(BLOCK_HEAD_BITS)
+        };
+        let mut found = Vec::new();
+        scan(&self.window, self.scanned - base, limit, &mut found);
+        #[cfg(test)]
+        found.extend(
+            self.planted
+                .iter()
+                .filter(|&&b| (self.scanned..base + limit).contains(&b))
+                .map(|b| (b - base, Marker::Block)),
+        );
+        found.sort_unstable();
+        self.markers
+            .extend(found.into_iter().map(|(b, m)| (b + base, m)));
+        self.scanned = base + limit.max(self.scanned - base);
+        Ok(true)
+    }
+
+    /// Markers known from the front, reading on until `n` are known or the file ends.
+    fn known(&mut self, n: usize) -> io::Result<usize> {
+        while self.markers.len() < n && self.fill()? {}
+        Ok(self.markers.len().min(n))
+    }
+
+    /// The next block at or after the part's start: its start bit and its bytes.
+    fn next_block(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
+        loop {
+            if self.known(1)? == 0 {
+                return Ok(None);
+            }
+            let (start, marker) = self.markers[0];
+            if marker == Marker::End {
+                self.markers.pop_front();
+                continue;
+            }
+            let base = self.window_start * 8;
+            let mut failure = String::new();
+            for joined in 1..=MAX_JOINED {
+                if self.known(joined + 1)? <= joined {
+                    failure = "the file ends inside it (is the file complete?)".into();
+                    break;
+                }
+                let end = self.markers[joined].0;
+                match decode_span(&self.window, start - base, end - base) {
+                    Ok(bytes) => {
+                        self.markers.drain(..joined);
+                        self.searching = false;
+                        self.compact();
+                        return Ok(Some((start, bytes)));
+                    }
+                    Err(e) => failure = e,
+                }
+            }
+            if self.searching && start > 32 && self.markers.len() > 1 {
+                // not a block start: the previous part decodes the block this lies in
+                self.markers.pop_front();
+                continue;
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the bzip2 block at byte {} does not decode: {failure}",
+                    start / 8
+                ),
+            ));
+        }
+    }
+
+    /// Drops compressed bytes before the first marker still needed.
+    fn compact(&mut self) {
+        let keep = self.markers.front().map_or(self.scanned, |m| m.0) / 8;
+        let drop = (keep - self.window_start) as usize;
+        // rarely, so that the bytes kept are not moved for every block
+        if drop >= CHUNK {
+            self.window.drain(..drop.min(self.window.len()));
+            self.window_start += drop as u64;
+        }
+    }
+
+    /// Sets `out` to the next bytes this part owns; false when it has no more.
+    fn advance(&mut self) -> io::Result<bool> {
+        loop {
+            self.out.clear();
+            self.at = 0;
+            if self.state == State::Done {
+                return Ok(false);
+            }
+            let Some((start, bytes)) = self.next_block()? else {
+                self.state = State::Done;
+                return Ok(false);
+            };
+            let own = start < self.end_bit;
+            // only looked for at the part's two ends
+            let newline = || bytes.iter().position(|&b| b == b'\n');
+            match (
+                self.state,
+                own,
+                if self.state == State::Own && own {
+                    None
+                } else {
+                    newline()
+                },
+            ) {
+                (State::Skip, false, _) => self.state = State::Done,
+                (State::Skip, true, None) => continue,
+                (State::Skip, true, Some(i)) => {
+                    self.state = State::Own;
+                    self.out = bytes;
+                    self.at = i + 1;
+                }
+                (State::Own, true, _) => self.out = bytes,
+                (State::Own | State::Tail, false, newline) | (State::Tail, true, newline) => {
+                    match newline {
+                        Some(i) => {
+                            self.state = State::Done;
+                            self.out = bytes;
+                            self.out.truncate(i + 1);
+                        }
+                        None => {
+                            self.state = State::Tail;
+                            self.out = bytes;
+                        }
+                    }
+                }
+                (State::Done, ..) => unreachable!("checked above"),
+            }
+            if self.at < self.out.len() {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+impl<R: Read> Read for BlockPart<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let have = self.fill_buf()?;
+            let n = buf.len().min(have.len());
+            buf[..n].copy_from_slice(&have[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+/// Lines are read straight out of the decoded block, without a second buffer.
+impl<R: Read> BufRead for BlockPart<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.at >= self.out.len() {
+            if !self.advance()? {
+                return Ok(&[]);
+            }
+        }
+        Ok(&self.out[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.out.len());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Write;
+
+    fn compress(text: &[u8], level: u32) -> Vec<u8> {
+        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::new(level));
+        e.write_all(text).expect("compress");
+        e.finish().expect("finish")
+    }
+
+    /// Lines of varying length, some long enough to span blocks at level 1.
+    fn text(seed: u64, lines: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut x = seed | 1;
+        for i in 0..lines {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = if i % 997 == 5 {
+                150_000
+            } else {
+                (x % 300) as usize
+            };
+            out.extend((0..len).map(|j| b'a' + ((x >> (j % 50)) % 26) as u8));
+            out.push(if i % 11 == 0 { b'\t' } else { b'x' });
+            out.push(b'\n');
+        }
+        out
+    }
+
+    fn read_parts(file: &[u8], range: u64, planted: &[u64]) -> Vec<Vec<u8>> {
+        let size = file.len() as u64;
+        (0..size.div_ceil(range))
+            .map(|i| {
+                let start = i * range;
+                let end = (start + range < size).then_some(start + range);
+                let mut part = BlockPart::new(&file[start as usize..], start, end);
+                part.planted = planted.to_vec();
+                let mut out = Vec::new();
+                part.read_to_end(&mut out).expect("part decodes");
+                out
+            })
+            .collect()
+    }
+
+    fn check(original: &[u8], parts: &[Vec<u8>]) {
+        let read = parts.concat();
+        let lengths: Vec<usize> = parts.iter().map(Vec::len).collect();
+        let differ = read.iter().zip(original).position(|(a, b)| a != b);
+        assert!(
+            read == original,
+            "read {} bytes of {}, first difference at {differ:?}; parts {lengths:?}",
+            read.len(),
+            original.len()
+        );
+        for (i, p) in parts.iter().enumerate() {
+            if i + 1 < parts.len() && !p.is_empty() {
+                assert_eq!(p.last(), Some(&b'\n'), "part {i} ends inside a line");
+            }
+        }
+    }
+
+    #[test]
+    fn parts_of_a_many_block_file_decode_to_the_file_once() {
+        let original = text(7, 6_000);
+        let file = compress(&original, 1);
+        let mut markers = Vec::new();
+        scan(&file, 0, file.len() as u64 * 8, &mut markers);
+        assert!(markers.len() > 10, "{} markers", markers.len());
+        for range in [1_000, 7_777, 40_000, 100_000, file.len() as u64 / 2 + 1] {
+            let parts = read_parts(&file, range, &[]);
+            check(&original, &parts);
+        }
+    }
+
+    #[test]
+    fn streams_back_to_back_and_a_missing_last_newline() {
+        let mut first = text(3, 2_000);
+        let second = b"last line without a newline".to_vec();
+        let mut file = compress(&first, 1);
+        file.extend(compress(&second, 9));
+        first.extend(&second);
+        for range in [500, 5_000, 33_333] {
+            check(&first, &read_parts(&file, range, &[]));
+        }
+    }
+
+    #[test]
+    fn a_false_magic_inside_a_block_is_joined_over() {
+        let original = text(11, 4_000);
+        let file = compress(&original, 1);
+        let mut real = Vec::new();
+        scan(&file, 0, file.len() as u64 * 8, &mut real);
+        let blocks: Vec<u64> = real
+            .iter()
+            .filter(|m| m.1 == Marker::Block)
+            .map(|m| m.0)
+            .collect();
+        assert!(blocks.len() > 3);
+        // two false starts inside the second block, one inside the third
+        let planted = [
+            blocks[1] + 12_345,
+            blocks[1] + 40_001,
+            (blocks[2] + blocks[3]) / 2,
+        ];
+        for range in [2_000, 9_000, 30_000] {
+            check(&original, &read_parts(&file, range, &planted));
+        }
+    }
+
+    #[test]
+    fn truncated_and_foreign_files_fail_with_a_reason() {
+        let file = compress(&text(5, 3_000), 1);
+        let mut out = Vec::new();
+        let cut = &file[..file.len() - 5000];
+        let err = BlockPart::new(cut, 0, None)
+            .read_to_end(&mut out)
+            .expect_err("truncated");
+        assert!(err.to_string().contains("ends inside"), "{err}");
+        let err = BlockPart::new(&b"plain text\n"[..], 0, None)
+            .read_to_end(&mut out)
+            .expect_err("not bzip2");
+        assert!(err.to_string().contains("not a bzip2 file"), "{err}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_range_size_reads_every_line_once(seed in 1u64..u64::MAX, lines in 1usize..3_000, range in 64u64..60_000) {
+            let original = text(seed, lines);
+            let file = compress(&original, 1);
+            check(&original, &read_parts(&file, range, &[]));
+        }
+    }
+}

@@ -273,17 +273,27 @@ impl<R: Read> BlockPart<R> {
         Ok(self.markers.len().min(n))
     }
 
-    /// The next block at or after the part's start: its start bit and its bytes.
-    fn next_block(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
+    /// Where the next block candidate starts, end markers passed over.
+    fn next_start(&mut self) -> io::Result<Option<u64>> {
         loop {
             if self.known(1)? == 0 {
                 return Ok(None);
             }
-            let (start, marker) = self.markers[0];
-            if marker == Marker::End {
-                self.markers.pop_front();
-                continue;
+            match self.markers[0] {
+                (_, Marker::End) => {
+                    self.markers.pop_front();
+                }
+                (start, Marker::Block) => return Ok(Some(start)),
             }
+        }
+    }
+
+    /// The next block at or after the part's start: its start bit and its bytes.
+    fn next_block(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
+        loop {
+            let Some(start) = self.next_start()? else {
+                return Ok(None);
+            };
             let base = self.window_start * 8;
             let mut failure = String::new();
             for joined in 1..=MAX_JOINED {
@@ -333,6 +343,12 @@ impl<R: Read> BlockPart<R> {
         loop {
             self.out.clear();
             self.at = 0;
+            if self.state == State::Skip
+                && self.next_start()?.is_none_or(|start| start >= self.end_bit)
+            {
+                // no block starts in the range: it owns no line, and nothing need be decoded
+                self.state = State::Done;
+            }
             if self.state == State::Done {
                 return Ok(false);
             }

@@ -40,6 +40,18 @@ fi
 
 [ "$scope" = build ] && exit 0
 
+# pbzip2 (one stream per block group) and lbzip2 write the parallel-compressed .bz2 files the
+# range-split reading is tested on, written by tools other than our own encoder
+missing=()
+for pkg in pbzip2 lbzip2; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]} (for the bzip2 range tests)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 # moto's server stands in for AWS SSM Parameter Store in the tests
 if ! command -v moto_server >/dev/null 2>&1; then
   say "installing moto[server] (SSM emulator for tests)"

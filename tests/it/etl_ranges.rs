@@ -214,3 +214,53 @@ fn small_ranges_read_exactly_what_whole_files_read() {
         );
     }
 }
+
+/// Files other tools compressed: pbzip2 writes one bzip2 stream per 900 kB block, lbzip2 one
+/// stream of blocks it encoded in parallel. Read in 16 KiB ranges, each equals the plain file.
+#[test]
+fn parallel_compressors_files_read_in_ranges_equal_the_plain_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("raw");
+    generate(&raw);
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let outcome = |raw: &Path, range_size: &str| {
+        let name = raw.file_name().unwrap_or_default().to_string_lossy();
+        let out = dir.path().join(format!("out-{name}"));
+        runtime
+            .block_on(run(&RunArgs {
+                range_size: Some(range_size.into()),
+                ..run_args(&raw.to_string_lossy(), &out.to_string_lossy())
+            }))
+            .expect("runs")
+            .manifest
+    };
+    let whole = outcome(&raw, "0");
+    for (tool, args) in [
+        ("pbzip2", ["-p2", "-9", "-c"]),
+        ("lbzip2", ["-n2", "-9", "-c"]),
+    ] {
+        let into = dir.path().join(tool);
+        std::fs::create_dir_all(&into).expect("folder");
+        for entry in std::fs::read_dir(&raw).expect("raw").flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with("bid.") || name.starts_with("imp.")) {
+                continue;
+            }
+            let file = std::fs::File::create(into.join(format!("{name}.bz2"))).expect("create");
+            let status = std::process::Command::new(tool)
+                .args(args)
+                .arg(entry.path())
+                .stdout(file)
+                .status()
+                .unwrap_or_else(|e| panic!("{tool} did not start ({e}); run scripts/setup.sh"));
+            assert!(status.success(), "{tool} failed");
+        }
+        let cut = outcome(&into, "64KiB");
+        assert!(
+            cut.inputs.iter().any(|f| f.parts > 20),
+            "{tool}: {:?}",
+            cut.inputs
+        );
+        assert_same(&whole, &cut, tool);
+    }
+}

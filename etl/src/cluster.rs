@@ -145,7 +145,18 @@ impl PhysicalExtensionCodec for RtbPhysicalCodec {
             Some(body) => {
                 let spec: ScanSpec =
                     serde_json::from_slice(body).map_err(|e| decode_error("raw log scan", e))?;
-                Ok(Arc::new(RawLogScanExec::try_new(spec, None)?))
+                // without its picks every task would read every part
+                let [picks] = inputs else {
+                    return Err(DataFusionError::Internal(format!(
+                        "a raw log scan arrived with {} inputs instead of its picks",
+                        inputs.len()
+                    )));
+                };
+                Ok(Arc::new(RawLogScanExec::with_picks(
+                    spec,
+                    None,
+                    Arc::clone(picks),
+                )?))
             }
             None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
         }
@@ -218,6 +229,9 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> DfResul
 mod tests {
     use super::*;
     use crate::ingest::InputFile;
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::UInt32Type;
+    use futures::TryStreamExt;
     use rtb_features::layout::LogKind;
 
     #[test]
@@ -246,12 +260,57 @@ mod tests {
             .try_encode(Arc::clone(&scan), &mut buf, &converter)
             .expect("encodes");
         let ctx = TaskContext::default();
+        let picks = Arc::clone(scan.children()[0]);
         let decoded = codec
-            .try_decode(&buf, &[], &ctx, &converter)
+            .try_decode(&buf, &[picks], &ctx, &converter)
             .expect("decodes");
         let any: &dyn Any = decoded.as_ref();
         let decoded = any.downcast_ref::<RawLogScanExec>().expect("our scan");
         assert_eq!(decoded.spec(), &spec);
         assert_eq!(decoded.schema().fields().len(), 3);
+        assert!(codec.try_decode(&buf, &[], &ctx, &converter).is_err());
+    }
+
+    /// Ballista cuts a stage's plan down to each task's partitions before shipping it; the
+    /// scan must come out holding only those parts, or every task reads every part.
+    #[tokio::test]
+    async fn the_scheduler_gives_each_task_only_its_parts() {
+        let spec = ScanSpec {
+            table: RawLogSpec {
+                kind: LogKind::Bid,
+                files: vec![InputFile {
+                    url: "s3://logs/bid.20130311.txt".into(),
+                    kind: LogKind::Bid,
+                    size: 100,
+                }],
+                report_dir: "s3://out/runs/x/ingest/".into(),
+                dialect: rtb_features::Dialect::Strict,
+                range_bytes: 16,
+            },
+            columns: vec![0],
+            limit: None,
+        };
+        let scan: Arc<dyn ExecutionPlan> =
+            Arc::new(RawLogScanExec::try_new(spec, None).expect("scan"));
+        assert_eq!(scan.properties().output_partitioning().partition_count(), 7);
+        let task =
+            ballista_scheduler::state::task_builder::restrict_plan_to_partitions(scan, &[2, 5])
+                .expect("restricts");
+        assert_eq!(task.properties().output_partitioning().partition_count(), 2);
+        let any: &dyn Any = task.as_ref();
+        assert!(any.downcast_ref::<RawLogScanExec>().is_some());
+        let ctx = Arc::new(TaskContext::default());
+        let mut picked = Vec::new();
+        for partition in 0..2 {
+            let stream = task.children()[0]
+                .execute(partition, Arc::clone(&ctx))
+                .expect("picks");
+            let batches: Vec<RecordBatch> = stream.try_collect().await.expect("collects");
+            for batch in batches {
+                let column = batch.column(0).as_primitive::<UInt32Type>();
+                picked.extend(column.values().iter().copied());
+            }
+        }
+        assert_eq!(picked, [2, 5]);
     }
 }

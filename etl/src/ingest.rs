@@ -28,10 +28,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::bzblocks::BlockPart;
 use async_trait::async_trait;
-use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, StringBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, AsArray, RecordBatch, RecordBatchOptions, StringBuilder, UInt32Array,
+};
+use datafusion::arrow::datatypes::UInt32Type;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -283,10 +287,17 @@ pub struct ScanSpec {
 }
 
 /// Reads raw log files, one output partition per part.
+///
+/// Its one child, `picks`, is an in-memory scan with one row per partition: the index of the
+/// part that partition reads. Ballista's scheduler cuts each task's plan down to the task's
+/// partitions, but only at scans it knows; a leaf it does not know is left whole, and every
+/// task would read every part (the duplicates then hidden by grouping, the work not). Through
+/// `picks` each task reads exactly its own parts.
 #[derive(Debug)]
 pub struct RawLogScanExec {
     spec: ScanSpec,
     parts: Vec<Part>,
+    picks: Arc<dyn ExecutionPlan>,
     schema: SchemaRef,
     properties: Arc<PlanProperties>,
     progress: Option<Arc<AtomicU64>>,
@@ -298,19 +309,45 @@ pub struct RawLogScanExec {
 
 impl RawLogScanExec {
     pub fn try_new(spec: ScanSpec, progress: Option<Arc<AtomicU64>>) -> DfResult<Self> {
+        let parts = spec.table.parts().len();
+        let schema = picks_schema();
+        let picks = (0..parts.max(1))
+            .map(|i| {
+                // a table without files still has one partition, which reads nothing
+                let picked: Vec<u32> = (i < parts).then_some(i as u32).into_iter().collect();
+                let column = Arc::new(UInt32Array::from(picked)) as ArrayRef;
+                Ok(vec![RecordBatch::try_new(
+                    Arc::clone(&schema),
+                    vec![column],
+                )?])
+            })
+            .collect::<DfResult<Vec<_>>>()?;
+        let picks = MemorySourceConfig::try_new_exec(&picks, schema, None)?;
+        Self::with_picks(spec, progress, picks)
+    }
+
+    /// The scan reading the parts `picks` names, as restricted for one task.
+    pub fn with_picks(
+        spec: ScanSpec,
+        progress: Option<Arc<AtomicU64>>,
+        picks: Arc<dyn ExecutionPlan>,
+    ) -> DfResult<Self> {
         let schema = Arc::new(schema_of(spec.table.kind).project(&spec.columns)?);
         let parts = spec.table.parts();
         // statistics stay unknown on purpose: a planner that believed a scan small could
         // duplicate it into several tasks
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(parts.len().max(1)),
+            Partitioning::UnknownPartitioning(
+                picks.properties().output_partitioning().partition_count(),
+            ),
             EmissionType::Incremental,
             Boundedness::Bounded,
         );
         Ok(RawLogScanExec {
             spec,
             parts,
+            picks,
             schema,
             properties: Arc::new(properties),
             progress,
@@ -321,6 +358,14 @@ impl RawLogScanExec {
     pub fn spec(&self) -> &ScanSpec {
         &self.spec
     }
+}
+
+fn picks_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "part",
+        DataType::UInt32,
+        false,
+    )]))
 }
 
 impl DisplayAs for RawLogScanExec {
@@ -346,7 +391,12 @@ impl ExecutionPlan for RawLogScanExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![]
+        vec![&self.picks]
+    }
+
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        // `picks` must reach this scan partition for partition, never repartitioned
+        vec![false]
     }
 
     fn apply_expressions(
@@ -360,12 +410,15 @@ impl ExecutionPlan for RawLogScanExec {
         self: Arc<Self>,
         children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        if children.is_empty() {
-            Ok(self)
-        } else {
-            Err(DataFusionError::Internal(
-                "RawLogScanExec has no children to replace".into(),
-            ))
+        match <[_; 1]>::try_from(children) {
+            Ok([picks]) => Ok(Arc::new(RawLogScanExec::with_picks(
+                self.spec.clone(),
+                self.progress.clone(),
+                picks,
+            )?)),
+            Err(_) => Err(DataFusionError::Internal(
+                "RawLogScanExec has exactly one child".into(),
+            )),
         }
     }
 
@@ -379,46 +432,62 @@ impl ExecutionPlan for RawLogScanExec {
         ctx: Arc<TaskContext>,
     ) -> DfResult<SendableRecordBatchStream> {
         let mut builder = RecordBatchReceiverStreamBuilder::new(Arc::clone(&self.schema), 4);
-        let Some(part) = self.parts.get(partition).copied() else {
-            // a table without files still has one (empty) partition
-            return Ok(builder.build());
-        };
-        let file = self.spec.table.files[part.file].clone();
-        let (store, path) = file.locate(&ctx)?;
-        let report_dir = ReportDir::locate(&ctx, &self.spec.table.report_dir)?;
+        let picks = self.picks.execute(partition, Arc::clone(&ctx))?;
         let reading = Arc::clone(self.reading.get_or_init(|| {
             let at_once = ctx.session_config().target_partitions().max(1);
             Arc::new(tokio::sync::Semaphore::new(at_once))
         }));
         let tx = builder.tx();
-        let task = ScanTask {
-            file,
-            part,
-            store,
-            path,
-            report_dir,
-            columns: self.spec.columns.clone(),
-            schema: Arc::clone(&self.schema),
-            progress: self.progress.clone(),
-            dialect: self.spec.table.dialect,
-        };
-        let mut remaining = self.spec.limit.unwrap_or(usize::MAX);
+        let (spec, parts, schema) = (
+            self.spec.clone(),
+            self.parts.clone(),
+            Arc::clone(&self.schema),
+        );
+        let progress = self.progress.clone();
         let handle = tokio::runtime::Handle::current();
         builder.spawn(async move {
-            let _turn = reading
-                .acquire_owned()
-                .await
-                .map_err(|e| external(format!("the scan was shut down: {e}")))?;
-            tokio::task::spawn_blocking(move || {
-                let emit = |batch: RecordBatch| {
-                    let batch = batch.slice(0, batch.num_rows().min(remaining));
-                    remaining -= batch.num_rows();
-                    tx.blocking_send(Ok(batch)).is_ok() && remaining > 0
-                };
-                task.run(&handle, emit)
-            })
-            .await
-            .map_err(|e| external(format!("a scan task failed: {e}")))?
+            let picked: Vec<RecordBatch> = picks.try_collect().await?;
+            let mut remaining = spec.limit.unwrap_or(usize::MAX);
+            for batch in &picked {
+                let column = batch.column(0).as_primitive::<UInt32Type>();
+                for index in column.values().iter() {
+                    let part = *parts
+                        .get(*index as usize)
+                        .ok_or_else(|| external(format!("the scan has no part {index} to read")))?;
+                    let file = spec.table.files[part.file].clone();
+                    let (store, path) = file.locate(&ctx)?;
+                    let task = ScanTask {
+                        file,
+                        part,
+                        store,
+                        path,
+                        report_dir: ReportDir::locate(&ctx, &spec.table.report_dir)?,
+                        columns: spec.columns.clone(),
+                        schema: Arc::clone(&schema),
+                        progress: progress.clone(),
+                        dialect: spec.table.dialect,
+                    };
+                    let _turn = Arc::clone(&reading)
+                        .acquire_owned()
+                        .await
+                        .map_err(|e| external(format!("the scan was shut down: {e}")))?;
+                    let (sender, handle) = (tx.clone(), handle.clone());
+                    remaining = tokio::task::spawn_blocking(move || {
+                        let emit = |batch: RecordBatch| {
+                            let batch = batch.slice(0, batch.num_rows().min(remaining));
+                            remaining -= batch.num_rows();
+                            sender.blocking_send(Ok(batch)).is_ok() && remaining > 0
+                        };
+                        task.run(&handle, emit).map(|()| remaining)
+                    })
+                    .await
+                    .map_err(|e| external(format!("a scan task failed: {e}")))??;
+                    if remaining == 0 || tx.is_closed() {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
         });
         Ok(builder.build())
     }

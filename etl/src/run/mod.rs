@@ -82,10 +82,9 @@ pub struct RunArgs {
     )]
     pub read_as: Dialect,
     /// Input files are read in byte ranges of this size, one task each, so one large day keeps
-    /// every core busy; 0 reads each file as one task. A `.bz2` file's ranges are a quarter of
-    /// this (its bytes decode to about four times as many); `.gz` files are read whole.
-    /// Default: 128MiB embedded; 0 on a cluster, where ranges currently cost more than they
-    /// gain (3x the wall time and the shuffle volume at 5M bids on 2 executors, BENCHMARKS.md).
+    /// every core (and every executor) busy; 0 reads each file as one task. A `.bz2` file's
+    /// ranges are a quarter of this (its bytes decode to about four times as many); `.gz`
+    /// files are read whole. Default: 128MiB.
     #[arg(long, env = "RTB_RANGE_SIZE")]
     pub range_size: Option<String>,
     /// Memory pool for joins, aggregations and sorts; beyond it they spill to disk.
@@ -152,7 +151,7 @@ pub fn published_parameters(
     ]
 }
 
-/// `--range-size` of an embedded run.
+/// `--range-size` unless given.
 pub const DEFAULT_RANGE_SIZE: &str = "128MiB";
 
 /// Our addition to the original's names: the committed run's manifest.
@@ -230,14 +229,7 @@ pub async fn run_with_progress(
     // a job the scorer could not serve is refused before the inputs are even listed
     let plan = plan_job(&job).await?;
     let limit = parse_size(&args.memory_limit)?;
-    let range_size = args
-        .range_size
-        .as_deref()
-        .unwrap_or(if args.cluster.is_some() {
-            "0"
-        } else {
-            DEFAULT_RANGE_SIZE
-        });
+    let range_size = args.range_size.as_deref().unwrap_or(DEFAULT_RANGE_SIZE);
     let range_bytes = parse_size(range_size).context("--range-size")? as u64;
     let input = Location::parse(&args.input)?;
     let out = Location::parse(&args.out)?;

@@ -10,17 +10,20 @@ source scripts/env.sh
 
 say() { echo "setup: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-# clang + libclang: bindgen for lightgbm3-sys; pkg-config for native crates
-missing=()
-for pkg in clang libclang-dev pkg-config; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]}"
+# apt_install WHY PKG...: installs the Debian packages not yet installed
+apt_install() {
+  local why=$1 missing=() pkg; shift
+  for pkg in "$@"; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -gt 0 ] || return 0
+  say "installing ${missing[*]} ($why)"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+}
+
+# clang + libclang: bindgen for lightgbm3-sys; pkg-config for native crates
+apt_install "to build" clang libclang-dev pkg-config
 
 # LightGBM 4.7 needs CMake >= 3.28; Debian 12 ships 3.25
 cmake_ok() {
@@ -42,15 +45,7 @@ fi
 
 # pbzip2 (one stream per block group) and lbzip2 write the parallel-compressed .bz2 files the
 # range-split reading is tested on, written by tools other than our own encoder
-missing=()
-for pkg in pbzip2 lbzip2; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  say "installing ${missing[*]} (for the bzip2 range tests)"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+apt_install "for the bzip2 range tests" pbzip2 lbzip2
 
 # moto's server stands in for AWS SSM Parameter Store in the tests
 if ! command -v moto_server >/dev/null 2>&1; then

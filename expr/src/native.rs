@@ -409,6 +409,9 @@ fn arith(op: Arith, l: Value<'_>, r: Value<'_>) -> Result<Value<'static>, Declin
         (Value::Null, _) | (_, Value::Null) => Value::Null,
         (Value::I32(a), Value::I32(b)) => int!(a, b, Value::I32),
         (Value::I64(a), Value::I64(b)) => int!(a, b, Value::I64),
+        // which NaN two NaNs give is unspecified (the compiler may swap the operands), and
+        // comparisons order NaNs by sign: DataFusion's kernel answers, as for overflow
+        (Value::F64(a), Value::F64(b)) if a.is_nan() && b.is_nan() => return Err(Decline),
         (Value::F64(a), Value::F64(b)) => Value::F64(match op {
             Arith::Add => a + b,
             Arith::Sub => a - b,

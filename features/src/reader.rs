@@ -160,19 +160,26 @@ impl LineReader {
             return Err(RejectReason::EmptyLine);
         }
         let text = std::str::from_utf8(line).map_err(|_| RejectReason::InvalidUtf8)?;
-        let count = text.split('\t').count();
         let expected = self.layout.total_fields();
+        // season 1 lacks only the last two columns of each log, so known columns are a prefix
+        let known = self.layout.known_fields().min(N);
+        let mut fields: [Option<&'a str>; N] = [None; N];
+        let mut count = 0;
+        let mut start = 0;
+        // one pass over the line: the fields are found and counted together
+        for end in memchr::memchr_iter(b'\t', line).chain(std::iter::once(line.len())) {
+            if count == expected {
+                return Err(RejectReason::TooManyFields);
+            }
+            if count < known {
+                // a tab is ASCII, so both ends are character boundaries
+                fields[count] = Some(&text[start..end]);
+            }
+            count += 1;
+            start = end + 1;
+        }
         if count < expected {
             return Err(RejectReason::TooFewFields);
-        }
-        if count > expected {
-            return Err(RejectReason::TooManyFields);
-        }
-        let known = self.layout.known_fields();
-        let mut fields: [Option<&'a str>; N] = [None; N];
-        // season 1 lacks only the last two columns of each log, so known columns are a prefix
-        for (slot, value) in fields.iter_mut().zip(text.split('\t').take(known)) {
-            *slot = Some(value);
         }
         let timestamp = BidTimestamp::parse(fields[1].unwrap_or_default().as_bytes())
             .map_err(|_| RejectReason::BadTimestamp)?;
@@ -278,6 +285,56 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&line)
             );
+        }
+    }
+
+    /// The fields as `str::split` finds them, for lines that pass the count check.
+    fn split_by_str(line: &str, known: usize, expected: usize) -> Option<Vec<&str>> {
+        let fields: Vec<&str> = line.split('\t').collect();
+        (fields.len() == expected).then(|| fields.into_iter().take(known).collect())
+    }
+
+    proptest::proptest! {
+        /// Whatever tabs a line holds, one pass finds the same fields and the same count
+        /// verdict as splitting the text.
+        #[test]
+        fn fields_equal_splitting_the_text(
+            cut in proptest::collection::vec(0usize..BID.len(), 0..4),
+            extra in proptest::collection::vec("[a-z\t]{0,3}", 0..4),
+        ) {
+            let mut line = BID.to_owned();
+            for at in cut {
+                let at = at.min(line.len());
+                if line.is_char_boundary(at) {
+                    line.insert(at, '\t');
+                }
+            }
+            for piece in extra {
+                line.push_str(&piece);
+            }
+            let reader = bid_reader();
+            let layout = reader.layout();
+            let parsed = reader.split::<{ BID_COLUMNS.len() }>(line.as_bytes(), &[]);
+            match split_by_str(&line, layout.known_fields(), layout.total_fields()) {
+                Some(fields) => {
+                    // a line with the right count may still fail on its timestamp
+                    if let Ok((got, _, _)) = parsed {
+                        let got: Vec<&str> = got.iter().map_while(|f| *f).collect();
+                        proptest::prop_assert_eq!(got, fields);
+                    } else {
+                        proptest::prop_assert_eq!(parsed.map(|_| ()), Err(RejectReason::BadTimestamp));
+                    }
+                }
+                None => {
+                    let count = line.split('\t').count();
+                    let reason = if count < layout.total_fields() {
+                        RejectReason::TooFewFields
+                    } else {
+                        RejectReason::TooManyFields
+                    };
+                    proptest::prop_assert_eq!(parsed.map(|_| ()), Err(reason));
+                }
+            }
         }
     }
 }

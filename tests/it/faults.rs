@@ -310,3 +310,48 @@ fn a_killed_run_is_named_and_collected_never_a_committed_one() {
     assert_eq!(committed, 2, "both committed runs stay");
     assert!(gc(&["--min-idle-minutes", "0"]).contains("0 uncommitted folder(s) deleted"));
 }
+
+#[test]
+fn a_pool_too_small_names_the_flag_and_keeps_the_last_run() {
+    let work = tempfile::tempdir().expect("tempdir");
+    let raw = work.path().join("raw");
+    let out = work.path().join("out");
+    let params = work.path().join("params.json");
+    run_ok(
+        "rtb-etl",
+        &[],
+        &["generate", "--out", &s(&raw), "--bids-per-day", "20000"],
+    );
+    let args = |limit: &'static str| {
+        vec![
+            "run".to_owned(),
+            "--input".to_owned(),
+            s(&raw),
+            "--out".to_owned(),
+            s(&out),
+            "--parameter-store".to_owned(),
+            s(&params),
+            "--memory-limit".to_owned(),
+            limit.to_owned(),
+        ]
+    };
+    let first = args("256MiB");
+    run_ok(
+        "rtb-etl",
+        &[],
+        &first.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let latest = std::fs::read(out.join("latest.json")).expect("latest");
+    // 64 KiB cannot hold one batch of the grouping: the job must stop, not spill forever
+    let tiny = args("64KiB");
+    let output = run(
+        "rtb-etl",
+        &tiny.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    failed_with(&output, &["raise --memory-limit", "nothing was committed"]);
+    assert_eq!(
+        std::fs::read(out.join("latest.json")).expect("latest"),
+        latest,
+        "the committed run must stay the latest"
+    );
+}

@@ -123,7 +123,16 @@ pub(super) async fn write(
     let physical = ctx.state().create_physical_plan(&plan).await?;
     let batches = collect(Arc::clone(&physical), ctx.task_ctx())
         .await
-        .with_context(|| format!("cannot write {url}"))?;
+        .map_err(|e| {
+            // an operator that cannot spill further ends the job: say which knob helps
+            let hint = match e.find_root() {
+                datafusion::error::DataFusionError::ResourcesExhausted(_) => {
+                    " (the memory pool is too small for this job: raise --memory-limit)"
+                }
+                _ => "",
+            };
+            anyhow::Error::new(e).context(format!("cannot write {url}{hint}"))
+        })?;
     let rows = batches
         .first()
         .and_then(|b| {

@@ -98,7 +98,8 @@ pub struct RunArgs {
     /// 256MiB by default). Budget it with the executor's slots: slots x this must fit its memory.
     #[arg(long, env = "RTB_SHUFFLE_BUFFER")]
     pub shuffle_buffer: Option<String>,
-    /// Parallelism of the query engine (default: the number of cores).
+    /// Parallelism of the query engine (default: the number of cores here). On a cluster it is
+    /// the task count of every shuffle stage: set it to the executors' total slots.
     #[arg(long, env = "RTB_PARTITIONS")]
     pub partitions: Option<usize>,
     /// Run on a Ballista cluster, `df://scheduler-host:50050`, instead of embedded. Executors

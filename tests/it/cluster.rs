@@ -248,7 +248,18 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
     let cluster = Cluster::start(&env, &work, 2);
     // read strictly (the default), then as Spark reads (the malformed lines then become rows)
     for compat in ["strict", "spark"] {
-        cluster_equals_embedded(&env, &work, &bucket, &cluster, compat, "raw", "0", None);
+        cluster_equals_embedded(
+            &env,
+            &work,
+            &bucket,
+            &cluster,
+            Case {
+                compat,
+                raw: "raw",
+                range: "0",
+                job: None,
+            },
+        );
     }
     // whole files embedded against ranges on the cluster: 256 KiB of plain text, and 256 KiB of
     // bzip2 (a quarter of the range size), about one 900 kB block each
@@ -257,13 +268,24 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
         &work,
         &bucket,
         &cluster,
-        "strict",
-        "raw-plain",
-        "256KiB",
-        None,
+        Case {
+            compat: "strict",
+            raw: "raw-plain",
+            range: "256KiB",
+            job: None,
+        },
     );
     cluster_equals_embedded(
-        &env, &work, &bucket, &cluster, "strict", "raw", "1MiB", None,
+        &env,
+        &work,
+        &bucket,
+        &cluster,
+        Case {
+            compat: "strict",
+            raw: "raw",
+            range: "1MiB",
+            job: None,
+        },
     );
     // a job we did not ship, which keeps every bid line: were a range read by more than one
     // task (as before 09922aa), its rows would be there twice and no GROUP BY would hide it
@@ -279,10 +301,12 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
         &work,
         &bucket,
         &cluster,
-        "strict",
-        "raw-plain",
-        "256KiB",
-        Some(&job),
+        Case {
+            compat: "strict",
+            raw: "raw-plain",
+            range: "256KiB",
+            job: Some(&job),
+        },
     );
     let lines = summed(
         &read_json(&bucket.join("raw-plain/generator-summary.json")),
@@ -322,16 +346,28 @@ SELECT \"hour\" AS hour, encode('Domain', \"domainId\") AS \"IndexDomain\"
 FROM inference_requests;
 ";
 
+/// One comparison: how the logs are read, which of them, the cluster's range size, the job.
+#[derive(Clone, Copy)]
+struct Case<'a> {
+    compat: &'a str,
+    raw: &'a str,
+    range: &'a str,
+    job: Option<&'a Path>,
+}
+
 fn cluster_equals_embedded(
     env: &[(&'static str, String)],
     work: &Path,
     bucket: &Path,
     cluster: &Cluster,
-    compat: &str,
-    raw: &str,
-    cluster_range: &str,
-    job: Option<&Path>,
+    case: Case<'_>,
 ) {
+    let Case {
+        compat,
+        raw,
+        range: cluster_range,
+        job,
+    } = case;
     let params = |name: &str| work.join(name).to_string_lossy().into_owned();
     let tag = if job.is_some() { "-job" } else { "" };
     let (embedded_out, cluster_out) = (

@@ -88,6 +88,17 @@ fn read_json(path: &Path) -> Value {
     .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// A generated day of 20k bids under `work/raw`.
+fn generated_day(work: &Path) -> PathBuf {
+    let raw = work.join("raw");
+    run_ok(
+        "rtb-etl",
+        &[],
+        &["generate", "--out", &s(&raw), "--bids-per-day", "20000"],
+    );
+    raw
+}
+
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -95,12 +106,7 @@ fn s(p: &Path) -> String {
 #[test]
 fn a_full_disk_loses_nothing_committed() {
     let work = tempfile::tempdir().expect("tempdir");
-    let raw = work.path().join("raw");
-    run_ok(
-        "rtb-etl",
-        &[],
-        &["generate", "--out", &s(&raw), "--bids-per-day", "20000"],
-    );
+    let raw = generated_day(work.path());
 
     // the ETL's output on a full disk: nothing committed, the previous run still named
     let disk = Tmpfs::mount("12m");
@@ -256,14 +262,9 @@ fn a_full_disk_loses_nothing_committed() {
 #[test]
 fn a_killed_run_is_named_and_collected_never_a_committed_one() {
     let work = tempfile::tempdir().expect("tempdir");
-    let raw = work.path().join("raw");
+    let raw = generated_day(work.path());
     let out = work.path().join("out");
     let params = work.path().join("params.json");
-    run_ok(
-        "rtb-etl",
-        &[],
-        &["generate", "--out", &s(&raw), "--bids-per-day", "20000"],
-    );
     let args = [
         "run",
         "--input",
@@ -314,40 +315,24 @@ fn a_killed_run_is_named_and_collected_never_a_committed_one() {
 #[test]
 fn a_pool_too_small_names_the_flag_and_keeps_the_last_run() {
     let work = tempfile::tempdir().expect("tempdir");
-    let raw = work.path().join("raw");
+    let raw = generated_day(work.path());
     let out = work.path().join("out");
     let params = work.path().join("params.json");
-    run_ok(
-        "rtb-etl",
-        &[],
-        &["generate", "--out", &s(&raw), "--bids-per-day", "20000"],
-    );
-    let args = |limit: &'static str| {
-        vec![
-            "run".to_owned(),
-            "--input".to_owned(),
-            s(&raw),
-            "--out".to_owned(),
-            s(&out),
-            "--parameter-store".to_owned(),
-            s(&params),
-            "--memory-limit".to_owned(),
-            limit.to_owned(),
-        ]
-    };
-    let first = args("256MiB");
-    run_ok(
-        "rtb-etl",
-        &[],
-        &first.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let (raw, out_dir, params) = (s(&raw), s(&out), s(&params));
+    let args = [
+        "run",
+        "--input",
+        &raw,
+        "--out",
+        &out_dir,
+        "--parameter-store",
+        &params,
+        "--memory-limit",
+    ];
+    run_ok("rtb-etl", &[], &[&args[..], &["256MiB"]].concat());
     let latest = std::fs::read(out.join("latest.json")).expect("latest");
     // 64 KiB cannot hold one batch of the grouping: the job must stop, not spill forever
-    let tiny = args("64KiB");
-    let output = run(
-        "rtb-etl",
-        &tiny.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let output = run("rtb-etl", &[&args[..], &["64KiB"]].concat());
     failed_with(&output, &["raise --memory-limit", "nothing was committed"]);
     assert_eq!(
         std::fs::read(out.join("latest.json")).expect("latest"),

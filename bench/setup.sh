@@ -6,7 +6,7 @@ set -euo pipefail
 say() { echo "bench/setup: $*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-PY_PKGS=(pyspark==3.5.8 numpy==1.26.4 duckdb==1.4.4 woothee==1.10.1)  # pyspark.ml needs numpy
+PY_PKGS=(pyspark==3.5.9 numpy==1.26.4 duckdb==1.4.4 woothee==1.10.1)  # pyspark.ml needs numpy; the pyspark scripts/setup.sh installs for the tests
 # trainer baselines: xgboost-cpu is the CPU build of xgboost (no CUDA/NCCL wheels), imported as
 # xgboost; lightgbm 4.7.0 is the LightGBM core that lightgbm3-sys 1.0.11 builds
 PY_PKGS+=(xgboost-cpu==3.2.0 lightgbm==4.7.0 pyarrow==18.1.0)

@@ -13,7 +13,7 @@ use datafusion::datasource::file_format::format_as_file_type;
 use datafusion::datasource::file_format::json::JsonFormatFactory;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
@@ -23,6 +23,7 @@ use futures::TryStreamExt;
 use rtb_features::vocabulary::{FeatureVocabulary, StringIndexer};
 use rtb_storage::Location;
 
+use super::pool::RunPool;
 use super::{RunArgs, parse_size};
 use crate::stores::StoreRegistry;
 use crate::{cluster, udf};
@@ -67,12 +68,10 @@ pub(super) async fn session(
                     .with_context(|| format!("cannot create spill folder {dir}"))?;
                 disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
             }
-            // A fair share per spillable operator makes the duplicate-collapsing GROUP BY
-            // spill while much of the pool lies idle (BENCHMARKS.md, session 10); a greedy
-            // pool removed that spill but hung the job at 128 MiB, so fair it stays. The
-            // tracker names the largest consumers when the pool runs out.
+            // first come, first served but for repartitions (see `pool`); the tracker names
+            // the largest consumers when the pool runs out
             let pool = TrackConsumersPool::new(
-                FairSpillPool::new(limit),
+                RunPool::new(limit),
                 std::num::NonZeroUsize::new(3).expect("3 is not zero"),
             );
             let runtime = RuntimeEnvBuilder::new()

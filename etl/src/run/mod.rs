@@ -17,6 +17,7 @@
 mod contract;
 mod engine;
 mod inputs;
+mod pool;
 mod splits;
 mod summary;
 

@@ -431,7 +431,14 @@ fn a_small_pool_spills_never_hangs_and_equals_a_large_one() {
     let (large, small) = (&manifests[0], &manifests[1]);
     assert_eq!(large["rows"], small["rows"], "every count, at every stage");
     assert_eq!(large["splits"], small["splits"]);
-    assert_eq!(large["inputs"], small["inputs"]);
+    let inputs = |manifest: &Value| -> Vec<Value> {
+        let mut inputs = manifest["inputs"].as_array().expect("inputs").clone();
+        for input in &mut inputs {
+            input.as_object_mut().expect("input").remove("reader_pid");
+        }
+        inputs
+    };
+    assert_eq!(inputs(large), inputs(small), "per-file counts");
     assert_eq!(
         large["rows"]["bids_grouped"].as_u64(),
         Some(SMALL_POOL_BIDS),

@@ -16,7 +16,8 @@
 //! still within its fair share (as `FairSpillPool` computes it) is granted anyway, and so is one
 //! that cannot spill while all such together stay within the pool; those over their share are
 //! refused at their next request and spill, which gives the memory back. Until they have, the
-//! pool may stand past `--memory-limit`, by at most the limit again. A repartition's batches are
+//! pool may stand past `--memory-limit` by the fair shares granted past it and by unspillable
+//! memory (itself kept within the limit). A repartition's batches are
 //! always granted and counted; they are bounded by its channels' gate (input tasks wait while
 //! every output holds a batch), not by the pool. A job that does not fit fails with its largest
 //! consumers named.

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::{Server, binary, free_port, http_status, run_ok, s3_env, s3s_fs, sorted_rows};
+use crate::support::{
+    Server, binary, free_port, http_status, read_json, reports_without, run_ok, s3_env, s3s_fs,
+    sorted_rows,
+};
 
 struct Cluster {
     scheduler_port: u16,
@@ -147,13 +150,6 @@ fn spawn(name: &str, env: &[(&'static str, String)], args: &[&str], log: &Path) 
     Server(child)
 }
 
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(
-        &std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
-    )
-    .expect("json")
-}
-
 /// The committed manifest of the latest run under `s3://aik/<out>`.
 fn manifest(bucket_root: &Path, out: &str) -> Value {
     let latest = read_json(&bucket_root.join(out).join("latest.json"));
@@ -167,19 +163,7 @@ fn local(bucket_root: &Path, url: &str) -> PathBuf {
 
 /// Input reports without the reading process and the parts read, which differ by design.
 fn reports_without_reader(manifest: &Value) -> Vec<Value> {
-    manifest["inputs"]
-        .as_array()
-        .expect("inputs")
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            if let Some(o) = r.as_object_mut() {
-                o.remove("reader_pid");
-                o.remove("parts");
-            }
-            r
-        })
-        .collect()
+    reports_without(manifest, &["reader_pid", "parts"])
 }
 
 /// An s3s-fs server whose bucket `aik` is a folder of a fresh temp dir, a work folder for

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{binary, run_ok, sorted_rows};
+use crate::support::{binary, read_json, reports_without, run_ok, sorted_rows};
 
 /// A tmpfs of `size` mounted on a fresh folder, unmounted when dropped. Mounting needs root,
 /// which CI has; elsewhere the test says so instead of passing without testing.
@@ -80,13 +80,6 @@ fn failed_with(output: &Output, words: &[&str]) -> String {
     let error_lines = stderr.lines().filter(|l| l.starts_with("error:")).count();
     assert_eq!(error_lines, 1, "one error line:\n{stderr}");
     stderr
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_slice(
-        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// A generated day of 20k bids under `work/raw`.
@@ -431,14 +424,11 @@ fn a_small_pool_spills_never_hangs_and_equals_a_large_one() {
     let (large, small) = (&manifests[0], &manifests[1]);
     assert_eq!(large["rows"], small["rows"], "every count, at every stage");
     assert_eq!(large["splits"], small["splits"]);
-    let inputs = |manifest: &Value| -> Vec<Value> {
-        let mut inputs = manifest["inputs"].as_array().expect("inputs").clone();
-        for input in &mut inputs {
-            input.as_object_mut().expect("input").remove("reader_pid");
-        }
-        inputs
-    };
-    assert_eq!(inputs(large), inputs(small), "per-file counts");
+    assert_eq!(
+        reports_without(large, &["reader_pid"]),
+        reports_without(small, &["reader_pid"]),
+        "per-file counts"
+    );
     assert_eq!(
         large["rows"]["bids_grouped"].as_u64(),
         Some(SMALL_POOL_BIDS),

@@ -258,3 +258,29 @@ pub fn sorted_rows(folder: &Path) -> Vec<String> {
         rows
     })
 }
+
+/// A JSON file, parsed; panics naming the file.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A manifest's input reports without the `fields` that differ between runs by design.
+pub fn reports_without(manifest: &serde_json::Value, fields: &[&str]) -> Vec<serde_json::Value> {
+    manifest["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|report| {
+            let mut report = report.clone();
+            if let Some(object) = report.as_object_mut() {
+                for field in fields {
+                    object.remove(*field);
+                }
+            }
+            report
+        })
+        .collect()
+}

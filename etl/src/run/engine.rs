@@ -68,8 +68,9 @@ pub(super) async fn session(
                     .with_context(|| format!("cannot create spill folder {dir}"))?;
                 disk = disk.with_mode(DiskManagerMode::Directories(vec![dir.into()]));
             }
-            // first come, first served but for repartitions (see `pool`); the tracker names
-            // the largest consumers when the pool runs out
+            // first come, first served, no operator starved below its fair share, no
+            // repartition refused (see `pool`); the tracker names the largest consumers when
+            // the pool runs out
             let pool = TrackConsumersPool::new(
                 RunPool::new(limit),
                 std::num::NonZeroUsize::new(3).expect("3 is not zero"),

@@ -137,3 +137,49 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     }
     out
 }
+
+/// The runner evaluates the request step once per split and once more to count: a step that
+/// samples with `random()` gives each evaluation other rows. The run must fail, say why, and
+/// commit nothing, rather than publish split counts that are not the rows it wrote.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_step_that_samples_at_random_is_refused_not_miscounted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let raw = dir.path().join("raw").to_string_lossy().into_owned();
+    rtb_etl::generate::run(&crate::support::one_day(&raw, 20_000, 11))
+        .await
+        .expect("generates");
+    let kit = rtb_etl::job::BID_FILTERING;
+    let requests = kit.find("-- step: inference_requests").expect("step");
+    let end = requests + kit[requests..].find("FROM transformed;").expect("from");
+    let job_text = format!(
+        "{}FROM transformed WHERE random() < 0.5;{}",
+        &kit[..end],
+        &kit[end + "FROM transformed;".len()..]
+    );
+    let job = dir.path().join("sampled.sql");
+    std::fs::write(&job, job_text).expect("job");
+    let out = dir.path().join("out");
+    let args = RunArgs {
+        job: Some(job.to_string_lossy().into_owned()),
+        ..run_args(&raw, &out.to_string_lossy())
+    };
+    let err = format!(
+        "{:#}",
+        run(&args)
+            .await
+            .err()
+            .expect("a sampled request step fails")
+    );
+    assert!(
+        err.contains("rows but counts") && err.contains("no random()"),
+        "{err}"
+    );
+    assert!(!out.join("latest.json").exists(), "nothing is committed");
+    let leftovers = walk(&out);
+    assert!(
+        leftovers
+            .iter()
+            .all(|p| !p.contains("manifest.json") && !p.contains("processed")),
+        "{leftovers:?}"
+    );
+}

@@ -3,7 +3,8 @@
 #   env: RUNS (default 3), ENGINES (default "rtb duckdb pyspark"), RTB_ETL (the release binary,
 #   default $CARGO_TARGET_DIR/release/rtb-etl). Engine `rtb-whole` is rtb-etl reading each file
 #   as one task (`--range-size 0`), as before byte ranges; `bzip2-decode` only decodes a `.bz2`
-#   day's two files on one thread (`bzip2 -t`, no output written), the bar for parallel decoding;
+#   day's two files on one thread (`bzip2 -t`, no output written), the bar for parallel decoding,
+#   and `gzip-decode` a `.gz` day's (`gzip -t`);
 #   `rtb-base` is another rtb-etl build (RTB_ETL_BASE), to measure a change side by side.
 # Runs the feature ETL of one generated day with each engine, interleaved (round 1 of every
 # engine, then round 2, ...) so that background load hits every engine alike. Prints wall time and
@@ -28,6 +29,7 @@ engine_cmd() {  # ENGINE OUT_DIR
     rtb-base) echo "${RTB_ETL_BASE:?set RTB_ETL_BASE} run --input $RAW --out $2 --parameter-store $2/parameter-store.json" ;;
     rtb-whole) echo "$RTB_ETL run --input $RAW --out $2 --parameter-store $2/parameter-store.json --range-size 0" ;;
     bzip2-decode) echo "bzip2 -t $BIDS $IMPS" ;;
+    gzip-decode) echo "gzip -t $BIDS $IMPS" ;;
     duckdb | pyspark) echo "python3 $HERE/${1}_etl.py --bids $BIDS --imps $IMPS --out $2" ;;
     *) echo "unknown engine $1" >&2; exit 2 ;;
   esac

@@ -43,9 +43,10 @@ fi
 
 [ "$scope" = build ] && exit 0
 
-# pbzip2 (one stream per block group) and lbzip2 write the parallel-compressed .bz2 files the
-# range-split reading is tested on, written by tools other than our own encoder
-apt_install "for the bzip2 range tests" pbzip2 lbzip2
+# pbzip2 (one stream per block group) and lbzip2 write the parallel-compressed .bz2 files, and
+# tabix's bgzip the many-member .gz files, the range-split reading is tested on: written by tools
+# other than our own encoders
+apt_install "for the compressed range tests" pbzip2 lbzip2 tabix
 
 # moto's server stands in for AWS SSM Parameter Store in the tests
 if ! command -v moto_server >/dev/null 2>&1; then

@@ -12,14 +12,12 @@
 //! the next one (the cut was not a block boundary); a part whose first candidate never
 //! decodes skips it, since the previous part decodes that block across it.
 //!
-//! Lines: in the stream `S` decoded from the whole file, let `B_k` be where part `k`'s first
-//! block begins. Part 0 starts at 0; part `k > 0` starts after the first `\n` at or after
-//! `B_k`. Each part reads through the first `\n` at or after the next part's `B`, i.e. its
-//! last line runs into the next part's blocks. So the parts' bytes are disjoint, contiguous
-//! and cover `S`, and each is whole lines: the same lines a single reader sees.
+//! Lines: a part keeps the lines that start in its blocks, by the rule of `crate::partlines`.
 
 use std::collections::VecDeque;
-use std::io::{self, BufRead, Read};
+use std::io::{self, Read};
+
+use crate::partlines::{PartLines, Units};
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
 const END_MAGIC: u64 = 0x1772_4538_5090;
@@ -166,18 +164,28 @@ fn decode_span(window: &[u8], start: u64, end: u64) -> Result<Vec<u8>, String> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// Part `k > 0`: dropping the bytes through the first `\n`.
-    Skip,
-    Own,
-    /// Past the part's own blocks: the last line, through its `\n`.
-    Tail,
-    Done,
+/// The decoded lines of one byte range of a `.bz2` file, as a reader: `source` yields the
+/// file's bytes from byte `start`; the part owns the blocks starting in `[start, end)`.
+pub(crate) fn part<R: Read>(source: R, start: u64, end: Option<u64>) -> PartLines<Blocks<R>> {
+    PartLines::new(
+        Blocks {
+            source,
+            eof: false,
+            window: Vec::new(),
+            window_start: start,
+            scanned: start * 8,
+            markers: VecDeque::new(),
+            end_bit: end.map_or(u64::MAX, |e| e * 8),
+            searching: true,
+            #[cfg(test)]
+            planted: Vec::new(),
+        },
+        start,
+    )
 }
 
-/// The decoded lines of one byte range of a `.bz2` file, as a reader.
-pub struct BlockPart<R> {
+/// The blocks of one part, decoded in order.
+pub(crate) struct Blocks<R> {
     source: R,
     eof: bool,
     /// Compressed bytes from `window_start`.
@@ -190,34 +198,11 @@ pub struct BlockPart<R> {
     end_bit: u64,
     /// No block decoded yet: a first candidate that never decodes is not a block start.
     searching: bool,
-    state: State,
-    out: Vec<u8>,
-    at: usize,
     #[cfg(test)]
     planted: Vec<u64>,
 }
 
-impl<R: Read> BlockPart<R> {
-    /// `source` yields the file's bytes from byte `start`; the part owns the blocks starting
-    /// in `[start, end)`.
-    pub fn new(source: R, start: u64, end: Option<u64>) -> Self {
-        BlockPart {
-            source,
-            eof: false,
-            window: Vec::new(),
-            window_start: start,
-            scanned: start * 8,
-            markers: VecDeque::new(),
-            end_bit: end.map_or(u64::MAX, |e| e * 8),
-            searching: true,
-            state: if start == 0 { State::Own } else { State::Skip },
-            out: Vec::new(),
-            at: 0,
-            #[cfg(test)]
-            planted: Vec::new(),
-        }
-    }
-
+impl<R: Read> Blocks<R> {
     /// Reads more compressed bytes and finds the markers in them; false at the end.
     fn fill(&mut self) -> io::Result<bool> {
         if self.eof {
@@ -337,93 +322,18 @@ impl<R: Read> BlockPart<R> {
             self.window_start += drop as u64;
         }
     }
-
-    /// Sets `out` to the next bytes this part owns; false when it has no more.
-    fn advance(&mut self) -> io::Result<bool> {
-        loop {
-            self.out.clear();
-            self.at = 0;
-            if self.state == State::Skip
-                && self.next_start()?.is_none_or(|start| start >= self.end_bit)
-            {
-                // no block starts in the range: it owns no line, and nothing need be decoded
-                self.state = State::Done;
-            }
-            if self.state == State::Done {
-                return Ok(false);
-            }
-            let Some((start, bytes)) = self.next_block()? else {
-                self.state = State::Done;
-                return Ok(false);
-            };
-            let own = start < self.end_bit;
-            // only looked for at the part's two ends
-            let newline = || bytes.iter().position(|&b| b == b'\n');
-            match (
-                self.state,
-                own,
-                if self.state == State::Own && own {
-                    None
-                } else {
-                    newline()
-                },
-            ) {
-                (State::Skip, false, _) => self.state = State::Done,
-                (State::Skip, true, None) => continue,
-                (State::Skip, true, Some(i)) => {
-                    self.state = State::Own;
-                    self.out = bytes;
-                    self.at = i + 1;
-                }
-                (State::Own, true, _) => self.out = bytes,
-                (State::Own | State::Tail, false, newline) | (State::Tail, true, newline) => {
-                    match newline {
-                        Some(i) => {
-                            self.state = State::Done;
-                            self.out = bytes;
-                            self.out.truncate(i + 1);
-                        }
-                        None => {
-                            self.state = State::Tail;
-                            self.out = bytes;
-                        }
-                    }
-                }
-                (State::Done, ..) => unreachable!("checked above"),
-            }
-            if self.at < self.out.len() {
-                return Ok(true);
-            }
-        }
-    }
 }
 
-impl<R: Read> Read for BlockPart<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let have = self.fill_buf()?;
-            let n = buf.len().min(have.len());
-            buf[..n].copy_from_slice(&have[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-/// Lines are read straight out of the decoded block, without a second buffer.
-impl<R: Read> BufRead for BlockPart<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        while self.at >= self.out.len() {
-            if !self.advance()? {
-                return Ok(&[]);
-            }
+impl<R: Read> Units for Blocks<R> {
+    fn next(&mut self, skipping: bool, out: &mut Vec<u8>) -> io::Result<Option<bool>> {
+        if skipping && self.next_start()?.is_none_or(|start| start >= self.end_bit) {
+            // no block starts in the range: it owns no line, and nothing need be decoded
+            return Ok(None);
         }
-        Ok(&self.out[self.at..])
-    }
-
-    fn consume(&mut self, n: usize) {
-        self.at = (self.at + n).min(self.out.len());
+        Ok(self.next_block()?.map(|(start, bytes)| {
+            *out = bytes;
+            start < self.end_bit
+        }))
     }
 }
 
@@ -465,8 +375,8 @@ mod tests {
             .map(|i| {
                 let start = i * range;
                 let end = (start + range < size).then_some(start + range);
-                let mut part = BlockPart::new(&file[start as usize..], start, end);
-                part.planted = planted.to_vec();
+                let mut part = part(&file[start as usize..], start, end);
+                part.units_mut().planted = planted.to_vec();
                 let mut out = Vec::new();
                 part.read_to_end(&mut out).expect("part decodes");
                 out
@@ -484,8 +394,10 @@ mod tests {
             read.len(),
             original.len()
         );
-        for (i, p) in parts.iter().enumerate() {
-            if i + 1 < parts.len() && !p.is_empty() {
+        // only the part holding the file's last line may end without its newline
+        let last = parts.iter().rposition(|p| !p.is_empty()).unwrap_or(0);
+        for (i, p) in parts[..last].iter().enumerate() {
+            if !p.is_empty() {
                 assert_eq!(p.last(), Some(&b'\n'), "part {i} ends inside a line");
             }
         }
@@ -544,11 +456,11 @@ mod tests {
         let file = compress(&text(5, 3_000), 1);
         let mut out = Vec::new();
         let cut = &file[..file.len() - 5000];
-        let err = BlockPart::new(cut, 0, None)
+        let err = part(cut, 0, None)
             .read_to_end(&mut out)
             .expect_err("truncated");
         assert!(err.to_string().contains("ends inside"), "{err}");
-        let err = BlockPart::new(&b"plain text\n"[..], 0, None)
+        let err = part(&b"plain text\n"[..], 0, None)
             .read_to_end(&mut out)
             .expect_err("not bzip2");
         assert!(err.to_string().contains("not a bzip2 file"), "{err}");

@@ -1,11 +1,12 @@
 //! Raw iPinYou logs as DataFusion tables, embedded or on a Ballista cluster.
 //!
-//! Each plain or `.bz2` input file is split into byte ranges ([`Part`]s, `--range-size`), one
-//! partition each, so every core (and every executor) reads and decodes a share of one large
-//! day; a `.gz` file is one part. A plain part owns the lines that *start* inside its range: it
-//! skips the tail of the line its range begins in and reads its last line past its end, so
-//! each line is read exactly once; a `.bz2` part owns the bzip2 blocks starting in its range,
-//! with the same rule for the lines across them (`crate::bzblocks`).
+//! Each input file is split into byte ranges ([`Part`]s, `--range-size`), one partition each, so
+//! every core (and every executor) reads and decodes a share of one large day. A plain part
+//! owns the lines that *start* inside its range: it skips the tail of the line its range begins
+//! in and reads its last line past its end, so each line is read exactly once; a `.bz2` part
+//! owns the bzip2 blocks starting in its range (`crate::bzblocks`), a `.gz` part the gzip
+//! members (`crate::gzmembers`), with the same rule for the lines across them. A `.gz` file of
+//! one member is decoded by its first part alone: a deflate stream has no boundary to find.
 //! Parts are streamed through the shared line reader on blocking threads, at most as many at
 //! once as the engine has partitions: decompressed by extension (`.gz`, `.bz2`), the layout
 //! sniffed from the file's first lines, every line either accepted into Arrow batches (all
@@ -26,7 +27,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::bzblocks::BlockPart;
 use async_trait::async_trait;
 use datafusion::arrow::array::{
     ArrayRef, AsArray, RecordBatch, RecordBatchOptions, StringBuilder, UInt32Array,
@@ -126,18 +126,17 @@ impl Part {
     }
 }
 
-/// A stored byte of a `.bz2` log decodes to about this many (3.9 on generated days, more on
-/// real ones), so its ranges are this much shorter for tasks of a similar length.
-pub const BZIP2_RANGE_DIVISOR: u64 = 4;
+/// A stored byte of a `.bz2` or `.gz` log decodes to about this many (3.9 for bzip2 on
+/// generated days, more on real ones), so its ranges are this much shorter for tasks of a
+/// similar length.
+pub const COMPRESSED_RANGE_DIVISOR: u64 = 4;
 
-/// How a file is split: a plain file in ranges of `range_bytes`, a `.bz2` file in ranges of
-/// [`BZIP2_RANGE_DIVISOR`] times fewer bytes (0: never); a `.gz` file is one part, a gzip
-/// member has no boundary to find without decoding it.
+/// How a file is split: a plain file in ranges of `range_bytes`, a compressed one in ranges of
+/// [`COMPRESSED_RANGE_DIVISOR`] times fewer bytes (0: never).
 pub fn parts_of(index: usize, file: &InputFile, range_bytes: u64) -> Vec<Part> {
     let range_bytes = match Compression::from_name(&file.url) {
         Compression::None => range_bytes,
-        Compression::Bzip2 => range_bytes / BZIP2_RANGE_DIVISOR,
-        Compression::Gzip => 0,
+        Compression::Bzip2 | Compression::Gzip => range_bytes / COMPRESSED_RANGE_DIVISOR,
     };
     if range_bytes == 0 || file.size <= range_bytes {
         return vec![Part::whole(index)];
@@ -719,7 +718,8 @@ impl ScanTask {
     /// and that line's offset. Local stores hand back the file itself, remote ones a byte
     /// stream, read here through a bridge on this blocking thread. A plain part after the
     /// first starts one byte early: the line it lands in is the previous part's unless that
-    /// byte ends a line. A bzip2 part yields exactly its own lines ([`BlockPart`]).
+    /// byte ends a line. A compressed part yields exactly its own lines
+    /// (`crate::partlines`).
     fn open(
         &self,
         handle: &tokio::runtime::Handle,
@@ -764,8 +764,20 @@ impl ScanTask {
             }),
             None => raw,
         };
-        if compression == Compression::Bzip2 && part.of > 1 {
-            return Ok((Box::new(BlockPart::new(raw, part.start, part.end)), 0));
+        match compression {
+            Compression::Bzip2 if part.of > 1 => {
+                return Ok((
+                    Box::new(crate::bzblocks::part(raw, part.start, part.end)),
+                    0,
+                ));
+            }
+            Compression::Gzip if part.of > 1 => {
+                return Ok((
+                    Box::new(crate::gzmembers::part(raw, part.start, part.end)),
+                    0,
+                ));
+            }
+            _ => {}
         }
         let decoded: Box<dyn Read + Send> = match compression {
             Compression::None => raw,
@@ -992,12 +1004,13 @@ mod tests {
         assert_eq!(
             bzip2.len(),
             14,
-            "ranges of 300 / {BZIP2_RANGE_DIVISOR} bytes"
+            "ranges of 300 / {COMPRESSED_RANGE_DIVISOR} bytes"
         );
         assert_eq!(bzip2[13].start, 975);
-        // gzip, small, or splitting off: one part, named as the file
+        assert_eq!(parts_of(0, &file("s3://b/bid.txt.gz", 1000), 300), bzip2);
+        // small, or splitting off: one part, named as the file
         for (url, size, range) in [
-            ("s3://b/bid.txt.gz", 10_000, 300),
+            ("s3://b/bid.txt.gz", 75, 300),
             ("s3://b/bid.txt.bz2", 75, 300),
             ("s3://b/bid.txt", 300, 300),
             ("s3://b/bid.txt", 10_000, 0),

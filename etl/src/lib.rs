@@ -1,12 +1,14 @@
 //! The ETL runner: feature jobs over iPinYou logs, and the log generator that feeds them.
 
-pub mod bzblocks;
+mod bzblocks;
 pub mod cli;
 pub mod cluster;
 pub mod gc;
 pub mod generate;
+mod gzmembers;
 pub mod ingest;
 pub mod job;
+mod partlines;
 pub mod run;
 pub mod stores;
 

@@ -83,9 +83,9 @@ pub struct RunArgs {
     )]
     pub read_as: Dialect,
     /// Input files are read in byte ranges of this size, one task each, so one large day keeps
-    /// every core (and every executor) busy; 0 reads each file as one task. A `.bz2` file's
-    /// ranges are a quarter of this (its bytes decode to about four times as many); `.gz`
-    /// files are read whole. Default: 128MiB.
+    /// every core (and every executor) busy; 0 reads each file as one task. A `.bz2` or `.gz`
+    /// file's ranges are a quarter of this (its bytes decode to about four times as many); a
+    /// `.gz` file of one gzip member is still decoded by one task. Default: 128MiB.
     #[arg(long, env = "RTB_RANGE_SIZE")]
     pub range_size: Option<String>,
     /// Memory pool for joins, aggregations and sorts; beyond it they spill to disk.

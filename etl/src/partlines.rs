@@ -1,0 +1,144 @@
+//! Which decoded bytes a part of a compressed file owns, whatever the units it decodes (bzip2
+//! blocks, gzip members).
+//!
+//! In the stream `S` decoded from the whole file, let `B_k` be where part `k`'s first unit
+//! begins. Part 0 starts at 0; part `k > 0` starts after the first `\n` at or after `B_k`. Each
+//! part reads through the first `\n` at or after the next part's `B`, i.e. its last line runs
+//! into the next part's units. So the parts' bytes are disjoint, contiguous and cover `S`, and
+//! each is whole lines: the same lines a single reader sees.
+
+use std::io::{self, BufRead, Read};
+use std::ops::Range;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Part `k > 0`: dropping the bytes through the first `\n`.
+    Skip,
+    Own,
+    /// Past the part's own units: the last line, through its `\n`.
+    Tail,
+    Done,
+}
+
+impl State {
+    fn at(start: u64) -> State {
+        if start == 0 { State::Own } else { State::Skip }
+    }
+}
+
+/// The bytes of `decoded` the part keeps, moving `state` on. `own`: the unit `decoded` comes
+/// from starts in the part's range. Units arrive in file order, split into as many pieces as the
+/// decoder likes.
+fn cut(state: &mut State, own: bool, decoded: &[u8]) -> Range<usize> {
+    // only looked for at the part's two ends
+    let newline = || decoded.iter().position(|&b| b == b'\n');
+    match (*state, own) {
+        (State::Done, _) => 0..0,
+        (State::Skip, false) => {
+            *state = State::Done;
+            0..0
+        }
+        (State::Skip, true) => match newline() {
+            None => 0..0,
+            Some(i) => {
+                *state = State::Own;
+                i + 1..decoded.len()
+            }
+        },
+        (State::Own, true) => 0..decoded.len(),
+        (State::Own | State::Tail, false) | (State::Tail, true) => match newline() {
+            Some(i) => {
+                *state = State::Done;
+                0..i + 1
+            }
+            None => {
+                *state = State::Tail;
+                0..decoded.len()
+            }
+        },
+    }
+}
+
+/// A decoder of the units of one part of a file, from the part's start on.
+pub(crate) trait Units {
+    /// Replaces `out` with the next decoded bytes, in file order, and says whether their unit
+    /// starts in the part's range; `None` past the last unit. `skipping`: the part owns no byte
+    /// yet, so once no unit starts in its range it owns nothing and the decoder may stop there.
+    fn next(&mut self, skipping: bool, out: &mut Vec<u8>) -> io::Result<Option<bool>>;
+}
+
+/// The lines one part of a compressed file owns, as a reader. Lines are read straight out of
+/// the decoded units, without a second buffer.
+pub(crate) struct PartLines<U> {
+    units: U,
+    state: State,
+    out: Vec<u8>,
+    at: usize,
+}
+
+impl<U: Units> PartLines<U> {
+    /// `units` decodes the file from byte `start`, where the part's range begins.
+    pub(crate) fn new(units: U, start: u64) -> Self {
+        PartLines {
+            units,
+            state: State::at(start),
+            out: Vec::new(),
+            at: 0,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn units_mut(&mut self) -> &mut U {
+        &mut self.units
+    }
+
+    /// Sets `out` to the next bytes this part owns; false when it has no more.
+    fn advance(&mut self) -> io::Result<bool> {
+        loop {
+            self.at = 0;
+            if self.state == State::Done {
+                self.out.clear();
+                return Ok(false);
+            }
+            let skipping = self.state == State::Skip;
+            let Some(own) = self.units.next(skipping, &mut self.out)? else {
+                self.state = State::Done;
+                continue;
+            };
+            let keep = cut(&mut self.state, own, &self.out);
+            self.out.truncate(keep.end);
+            self.at = keep.start;
+            if self.at < self.out.len() {
+                return Ok(true);
+            }
+        }
+    }
+}
+
+impl<U: Units> Read for PartLines<U> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let have = self.fill_buf()?;
+            let n = buf.len().min(have.len());
+            buf[..n].copy_from_slice(&have[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<U: Units> BufRead for PartLines<U> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.at >= self.out.len() {
+            if !self.advance()? {
+                return Ok(&[]);
+            }
+        }
+        Ok(&self.out[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.out.len());
+    }
+}

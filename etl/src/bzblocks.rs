@@ -283,7 +283,7 @@ impl<R: Read> Blocks<R> {
             let mut failure = String::new();
             for joined in 1..=MAX_JOINED {
                 if self.known(joined + 1)? <= joined {
-                    failure = "the file ends inside it (is the file complete?)".into();
+                    failure = "the file ends inside it".into();
                     break;
                 }
                 let end = self.markers[joined].0;

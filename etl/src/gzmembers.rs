@@ -187,9 +187,7 @@ impl Member {
         let bad = |why: &str| format!("the gzip member at byte {start} does not decode: {why}");
         while out.len() < out.capacity() {
             if w.pos == w.buf.len() && !w.more()? {
-                return Err(cut_short(bad(
-                    "the file ends inside it (is the file complete?)",
-                )));
+                return Err(cut_short(bad("the file ends inside it")));
             }
             let (had_in, had_out) = (self.inflate.total_in(), out.len());
             let status = self
@@ -214,9 +212,7 @@ impl Member {
             }
             // a decoder may want more input than the window holds before it gives anything
             if self.inflate.total_in() == had_in && out.len() == had_out && !w.more()? {
-                return Err(cut_short(bad(
-                    "the file ends inside it (is the file complete?)",
-                )));
+                return Err(cut_short(bad("the file ends inside it")));
             }
         }
         Ok(false)

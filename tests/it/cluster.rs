@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    Server, binary, free_port, http_status, read_json, reports_without, run_ok, s3_env, s3s_fs,
-    sorted_rows,
+    Server, binary, free_port, gzip_members, http_status, read_json, reports_without, run_ok,
+    s3_env, s3s_fs, sorted_rows,
 };
 
 struct Cluster {
@@ -229,6 +229,13 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
             "0.01",
         ],
     );
+    // and as many gzip members each, written beside them as S3 objects (s3s-fs serves files)
+    gzip_members(&bucket.join("raw-plain"), &bucket.join("raw-gz"));
+    std::fs::copy(
+        bucket.join("raw-plain/generator-summary.json"),
+        bucket.join("raw-gz/generator-summary.json"),
+    )
+    .expect("summary");
     let cluster = Cluster::start(&env, &work, 2);
     // a job we did not ship, which keeps every bid line: were a range read by more than one
     // task (as before 09922aa), its rows would be there twice and no GROUP BY would hide it
@@ -248,6 +255,8 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
         // 256 KiB of bzip2 (a quarter of the range size), about one 900 kB block each
         case("strict", "raw-plain", "256KiB", None),
         case("strict", "raw", "1MiB", None),
+        // 256 KiB of gzip members, each range decoding the members that start in it
+        case("strict", "raw-gz", "1MiB", None),
         case("strict", "raw-plain", "256KiB", Some(job.as_path())),
     ] {
         cluster_equals_embedded(&env, &work, &bucket, &cluster, case);
@@ -392,14 +401,17 @@ fn cluster_equals_embedded(
         .map(|(s, _)| u64::from(s.0.id()))
         .collect();
     for report in distributed["inputs"].as_array().expect("inputs") {
-        if raw == "raw" {
-            assert_eq!(report["compression"], "bzip2", "{report}");
+        match raw {
+            "raw" => assert_eq!(report["compression"], "bzip2", "{report}"),
+            "raw-gz" => assert_eq!(report["compression"], "gzip", "{report}"),
+            _ => {}
         }
         if cluster_range == "0" {
             assert_eq!(report["parts"], 1, "{report}");
         } else if report["kind"] == "bid" {
-            // 5 MB of bids in 256 KiB ranges, or 1.4 MB of bzip2 in 256 KiB ranges
-            let least = if raw == "raw" { 5 } else { 10 };
+            // 5 MB of bids in 256 KiB ranges, or 1.4 MB of bzip2 (or 1.8 MB of gzip) in
+            // 256 KiB ranges
+            let least = if raw == "raw-plain" { 10 } else { 5 };
             assert!(report["parts"].as_u64() >= Some(least), "{report}");
         }
         assert!(report["accepted"].as_u64() > Some(0), "{report}");

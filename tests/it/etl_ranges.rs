@@ -9,7 +9,7 @@ use rtb_etl::generate::GenerateArgs;
 use rtb_etl::run::{RunArgs, run};
 use rtb_features::Dialect;
 
-use crate::support::{one_day, run_args, sorted_rows};
+use crate::support::{gzip_members, one_day, run_args, sorted_rows};
 
 fn generate(raw: &Path) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -91,28 +91,6 @@ fn compress(raw: &Path, into: &Path) {
             .write_all(&std::fs::read(entry.path()).expect("read"))
             .expect("compress");
         encoder.finish().expect("finish");
-    }
-}
-
-/// The day's files as gzip members of 300 lines each, back to back, as rotated logs
-/// concatenated with `cat` are.
-fn gzip_members(raw: &Path, into: &Path) {
-    use std::io::Write;
-    std::fs::create_dir_all(into).expect("gz folder");
-    for entry in std::fs::read_dir(raw).expect("raw folder").flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if !(name.starts_with("bid.") || name.starts_with("imp.")) {
-            continue;
-        }
-        let text = std::fs::read(entry.path()).expect("read");
-        let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
-        let mut file = Vec::new();
-        for chunk in lines.chunks(300) {
-            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
-            e.write_all(&chunk.concat()).expect("compress");
-            file.extend(e.finish().expect("finish"));
-        }
-        std::fs::write(into.join(format!("{name}.gz")), file).expect("write");
     }
 }
 

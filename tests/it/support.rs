@@ -284,3 +284,24 @@ pub fn reports_without(manifest: &serde_json::Value, fields: &[&str]) -> Vec<ser
         })
         .collect()
 }
+
+/// The bid and impression files in `raw` as gzip members of 300 lines each, back to back, as
+/// rotated logs concatenated with `cat` are.
+pub fn gzip_members(raw: &Path, into: &Path) {
+    std::fs::create_dir_all(into).expect("gz folder");
+    for entry in std::fs::read_dir(raw).expect("raw folder").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !(name.starts_with("bid.") || name.starts_with("imp.")) {
+            continue;
+        }
+        let text = std::fs::read(entry.path()).expect("read");
+        let lines: Vec<&[u8]> = text.split_inclusive(|b| *b == b'\n').collect();
+        let mut file = Vec::new();
+        for chunk in lines.chunks(300) {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+            e.write_all(&chunk.concat()).expect("compress");
+            file.extend(e.finish().expect("finish"));
+        }
+        std::fs::write(into.join(format!("{name}.gz")), file).expect("write");
+    }
+}

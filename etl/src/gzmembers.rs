@@ -324,6 +324,7 @@ impl<R: Read> Units for Members<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::partlines::testing::{self, check};
     use flate2::{Compression, GzBuilder};
     use proptest::prelude::*;
     use std::io::Write;
@@ -373,37 +374,7 @@ mod tests {
     }
 
     fn read_parts(file: &[u8], range: u64) -> Vec<Vec<u8>> {
-        let size = file.len() as u64;
-        (0..size.div_ceil(range))
-            .map(|i| {
-                let start = i * range;
-                let end = (start + range < size).then_some(start + range);
-                let mut out = Vec::new();
-                part(&file[start as usize..], start, end)
-                    .read_to_end(&mut out)
-                    .expect("part decodes");
-                out
-            })
-            .collect()
-    }
-
-    fn check(original: &[u8], parts: &[Vec<u8>]) {
-        let read = parts.concat();
-        let lengths: Vec<usize> = parts.iter().map(Vec::len).collect();
-        let differ = read.iter().zip(original).position(|(a, b)| a != b);
-        assert!(
-            read == original,
-            "read {} bytes of {}, first difference at {differ:?}; parts {lengths:?}",
-            read.len(),
-            original.len()
-        );
-        // only the part holding the file's last line may end without its newline
-        let last = parts.iter().rposition(|p| !p.is_empty()).unwrap_or(0);
-        for (i, p) in parts[..last].iter().enumerate() {
-            if !p.is_empty() {
-                assert_eq!(p.last(), Some(&b'\n'), "part {i} ends inside a line");
-            }
-        }
+        testing::read_parts(file, range, part)
     }
 
     #[test]

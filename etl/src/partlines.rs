@@ -142,3 +142,49 @@ impl<U: Units> BufRead for PartLines<U> {
         self.at = (self.at + n).min(self.out.len());
     }
 }
+
+/// What the decoders' tests check of their parts.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::io::Read;
+
+    /// `file` read in parts of `range` bytes, each opened by `open(bytes from start, start, end)`.
+    pub(crate) fn read_parts<'a, P: Read>(
+        file: &'a [u8],
+        range: u64,
+        open: impl Fn(&'a [u8], u64, Option<u64>) -> P,
+    ) -> Vec<Vec<u8>> {
+        let size = file.len() as u64;
+        (0..size.div_ceil(range))
+            .map(|i| {
+                let start = i * range;
+                let end = (start + range < size).then_some(start + range);
+                let mut out = Vec::new();
+                open(&file[start as usize..], start, end)
+                    .read_to_end(&mut out)
+                    .expect("part decodes");
+                out
+            })
+            .collect()
+    }
+
+    /// The parts are the original's bytes once, in order, each ending at a line's end.
+    pub(crate) fn check(original: &[u8], parts: &[Vec<u8>]) {
+        let read = parts.concat();
+        let lengths: Vec<usize> = parts.iter().map(Vec::len).collect();
+        let differ = read.iter().zip(original).position(|(a, b)| a != b);
+        assert!(
+            read == original,
+            "read {} bytes of {}, first difference at {differ:?}; parts {lengths:?}",
+            read.len(),
+            original.len()
+        );
+        // only the part holding the file's last line may end without its newline
+        let last = parts.iter().rposition(|p| !p.is_empty()).unwrap_or(0);
+        for (i, p) in parts[..last].iter().enumerate() {
+            if !p.is_empty() {
+                assert_eq!(p.last(), Some(&b'\n'), "part {i} ends inside a line");
+            }
+        }
+    }
+}

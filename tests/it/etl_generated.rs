@@ -138,9 +138,11 @@ fn walk(dir: &std::path::Path) -> Vec<String> {
     out
 }
 
-/// The runner evaluates the request step once per split and once more to count: a step that
-/// samples with `random()` gives each evaluation other rows. The run must fail, say why, and
-/// commit nothing, rather than publish split counts that are not the rows it wrote.
+/// The runner evaluates the request step twice (the inference data, then the features): a
+/// step that samples with `random()`, or reads a view that stamps `now()`, gives each
+/// evaluation other rows. The job must be refused when it is planned, say why, and commit
+/// nothing, rather than publish features that are not the requests it wrote. The same calls
+/// before `transformed`, which is written once, are fine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_step_that_samples_at_random_is_refused_not_miscounted() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -149,37 +151,58 @@ async fn a_request_step_that_samples_at_random_is_refused_not_miscounted() {
         .await
         .expect("generates");
     let kit = rtb_etl::job::BID_FILTERING;
-    let requests = kit.find("-- step: inference_requests").expect("step");
-    let end = requests + kit[requests..].find("FROM transformed;").expect("from");
-    let job_text = format!(
-        "{}FROM transformed WHERE random() < 0.5;{}",
-        &kit[..end],
-        &kit[end + "FROM transformed;".len()..]
-    );
-    let job = dir.path().join("sampled.sql");
-    std::fs::write(&job, job_text).expect("job");
-    let out = dir.path().join("out");
-    let args = RunArgs {
-        job: Some(job.to_string_lossy().into_owned()),
-        ..run_args(&raw, &out.to_string_lossy())
-    };
-    let err = format!(
-        "{:#}",
-        run(&args)
-            .await
-            .err()
-            .expect("a sampled request step fails")
-    );
+    let from = "label, PayingPrice\nFROM transformed;";
     assert!(
-        err.contains("rows but counts") && err.contains("no random()"),
-        "{err}"
+        kit.contains(from),
+        "the shipped job's requests step changed"
     );
-    assert!(!out.join("latest.json").exists(), "nothing is committed");
-    let leftovers = walk(&out);
-    assert!(
-        leftovers
-            .iter()
-            .all(|p| !p.contains("manifest.json") && !p.contains("processed")),
-        "{leftovers:?}"
+    let sampled = kit.replace(
+        from,
+        "label, PayingPrice\nFROM transformed WHERE random() < 0.5;",
     );
+    let stamped = kit
+        .replace(
+            "-- step: inference_requests",
+            "-- step: stamped\nSELECT *, CAST(now() AS VARCHAR) AS seen FROM transformed;\n\n-- step: inference_requests",
+        )
+        .replace(from, "label, PayingPrice\nFROM stamped;");
+    let early = kit.replace(
+        "FROM bids\nGROUP BY",
+        "FROM bids\nWHERE random() < 2\nGROUP BY",
+    );
+    assert_ne!(early, kit, "the shipped job's bids step changed");
+    for (name, job_text, call) in [
+        ("sampled", sampled, Some("random()")),
+        ("stamped", stamped, Some("now()")),
+        ("early", early, None),
+    ] {
+        let job = dir.path().join(format!("{name}.sql"));
+        std::fs::write(&job, job_text).expect("job");
+        let out = dir.path().join(name);
+        let args = RunArgs {
+            job: Some(job.to_string_lossy().into_owned()),
+            ..run_args(&raw, &out.to_string_lossy())
+        };
+        let result = run(&args).await;
+        let Some(call) = call else {
+            result.expect("a random() before transformed runs once and is fine");
+            continue;
+        };
+        let err = format!("{:#}", result.err().expect("a changing request step fails"));
+        assert!(
+            err.contains(&format!("calls {call}")) && err.contains("transformed step"),
+            "{name}: {err}"
+        );
+        assert!(
+            !out.join("latest.json").exists(),
+            "{name}: nothing is committed"
+        );
+        let leftovers = walk(&out);
+        assert!(
+            leftovers
+                .iter()
+                .all(|p| !p.contains("manifest.json") && !p.contains("processed")),
+            "{name}: {leftovers:?}"
+        );
+    }
 }

@@ -5,9 +5,12 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use datafusion::catalog::default_table_source::source_as_provider;
 use datafusion::common::DFSchema;
-use datafusion::datasource::MemTable;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::datasource::{MemTable, ViewTable};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::prelude::SessionContext;
 use rtb_expr::{CompiledFeatures, REQUESTS_TABLE, arrow_type, field_type_of, parse_features};
 use rtb_features::openrtb::default_source;
@@ -111,6 +114,56 @@ fn check_shape(plan: &LogicalPlan) -> anyhow::Result<()> {
     )
 }
 
+/// Refuses a requests step whose rows could differ between two evaluations. A run evaluates
+/// it (and the views between it and `transformed`) once for the inference data and once for
+/// the features: `random()` sampling or a `now()` stamp there would make the features rows
+/// other than the requests, and their counts other than what was written.
+fn check_repeatable(plan: &LogicalPlan) -> anyhow::Result<()> {
+    match changing_call(plan)? {
+        None => Ok(()),
+        Some(name) => bail!(
+            "the inference_requests step (or a step it reads after transformed) calls {name}(), whose value changes from one run of the step to the next; the runner reads the step twice (the requests, then the features), so both would hold other rows. Sample or stamp rows in the transformed step, which is written once"
+        ),
+    }
+}
+
+/// The first function in `plan`, or in the views it reads, whose value is not fixed by its
+/// arguments. The plan is the unoptimised one: the optimiser folds `now()` into a constant.
+fn changing_call(plan: &LogicalPlan) -> anyhow::Result<Option<String>> {
+    let mut found = None;
+    plan.apply_with_subqueries(|node| {
+        if let LogicalPlan::TableScan(scan) = node
+            && let Ok(provider) = source_as_provider(&scan.source)
+            && let Some(view) = provider.downcast_ref::<ViewTable>()
+        {
+            found = changing_call(view.logical_plan())
+                .map_err(|e| DataFusionError::External(e.into()))?;
+        }
+        if found.is_none() {
+            node.apply_expressions(|expr| {
+                expr.apply(|e| {
+                    if let Expr::ScalarFunction(f) = e
+                        && f.func.signature().volatility != Volatility::Immutable
+                    {
+                        found = Some(f.func.name().to_owned());
+                    }
+                    Ok(if found.is_some() {
+                        TreeNodeRecursion::Stop
+                    } else {
+                        TreeNodeRecursion::Continue
+                    })
+                })
+            })?;
+        }
+        Ok(if found.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })?;
+    Ok(found)
+}
+
 /// Plans every step of `job` without reading data, and compiles its features the way the
 /// scorer will. `ctx` is a planning context of its own: the steps are registered in it.
 pub(super) async fn check(ctx: &SessionContext, job: &Job) -> anyhow::Result<JobPlan> {
@@ -157,7 +210,10 @@ pub(super) async fn check(ctx: &SessionContext, job: &Job) -> anyhow::Result<Job
             .await
             .with_context(|| format!("job step {} does not plan", step.name))?;
         match step.role {
-            StepRole::Requests => planned = Some(request_fields(job, df.schema())?),
+            StepRole::Requests => {
+                check_repeatable(df.logical_plan())?;
+                planned = Some(request_fields(job, df.schema())?);
+            }
             StepRole::Transformed => {
                 let columns: Vec<&str> = df
                     .schema()
@@ -176,6 +232,14 @@ pub(super) async fn check(ctx: &SessionContext, job: &Job) -> anyhow::Result<Job
                     );
                 }
                 udf::register_encode(ctx, Arc::clone(&placeholder));
+                // written once and read back, as in a run: what it calls runs once, and the
+                // requests step's own plan stops at it
+                let schema = Arc::new(df.schema().as_arrow().clone());
+                ctx.register_table(
+                    step.name.as_str(),
+                    Arc::new(MemTable::try_new(schema, vec![vec![]])?),
+                )?;
+                continue;
             }
             _ => {}
         }

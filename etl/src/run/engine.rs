@@ -99,12 +99,14 @@ pub(super) async fn session(
 }
 
 /// Executes `df` into files under `url` and returns the physical plan (for its metrics) and
-/// the number of rows written.
+/// the number of rows written. With `partition_by`, each row goes to the folder
+/// `url/<column>=<value>/` of its value, without that column.
 pub(super) async fn write(
     ctx: &SessionContext,
     df: DataFrame,
     url: &str,
     json: bool,
+    partition_by: &[&str],
 ) -> anyhow::Result<(Arc<dyn ExecutionPlan>, u64)> {
     let file_type = if json {
         format_as_file_type(Arc::new(JsonFormatFactory::new()))
@@ -118,7 +120,7 @@ pub(super) async fn write(
         url.to_owned(),
         file_type,
         HashMap::new(),
-        vec![],
+        partition_by.iter().map(|c| (*c).to_owned()).collect(),
     )?
     .build()?;
     let physical = ctx.state().create_physical_plan(&plan).await?;

@@ -463,7 +463,7 @@ async fn execute(
             StepRole::Transformed => {
                 let df = plan_step(&ctx, &step.name, &sql).await?;
                 let target = run.url("processed/transformed/");
-                let (physical, n) = write(&ctx, df, &target, false).await?;
+                let (physical, n) = write(&ctx, df, &target, false, &[]).await?;
                 grouped_rows(&physical, &view_columns, &mut tally.rows);
                 tally.rows.insert("transformed".into(), n);
                 ctx.register_parquet("transformed", &target, ParquetReadOptions::default())
@@ -487,7 +487,7 @@ async fn execute(
                     .context("inference_requests before transformed")?;
                 let target = run.url("pipeline-model/inference-data/");
                 let df = ctx.sql(&contract::inference_data_sql(contract)).await?;
-                let (_, n) = write(&ctx, df, &target, true).await?;
+                let (_, n) = write(&ctx, df, &target, true, &[]).await?;
                 tally.rows.insert("inference_requests".into(), n);
                 tally.outputs.insert(outputs::INFERENCE_DATA.into(), target);
                 tally.lap("inference_requests", &mut phase);
@@ -512,7 +512,7 @@ async fn execute(
                 // (written once under _work, counted by the write, read back by later steps)
                 if args.cluster.is_some() && groups_into(df.logical_plan(), &columns) {
                     let staged = run.url(&format!("_work/{name}/"));
-                    let (_, n) = write(&ctx, df, &staged, false).await?;
+                    let (_, n) = write(&ctx, df, &staged, false, &[]).await?;
                     tally.rows.insert(name.to_owned(), n);
                     ctx.register_parquet(
                         TableReference::bare(name),

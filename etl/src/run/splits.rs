@@ -1,28 +1,23 @@
 //! The feature rows: the contract's expressions over the typed requests, with the label,
 //! price, key and split the runner adds, written into `processed/{train,valid,test}/`.
 
-use std::collections::BTreeMap;
-
 use anyhow::{Context, bail};
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use rtb_features::Split;
 use rtb_features::manifest::SplitCounts;
 
 use super::engine::{query_batches, write};
 use super::{RunContext, Tally, contract};
 
-/// The features with the runner's label, price, key and split, as a view.
-const FEATURES_TABLE: &str = "features_with_split";
-
 /// The feature rows, computed from the typed requests by the contract's expressions and
-/// written straight into `processed/{train,valid,test}/` (without the split column).
+/// written into `processed/{train,valid,test}/` (without the split column).
 ///
-/// Each split's write evaluates the features afresh with its split's filter pushed below them,
-/// so every row's features are computed once and nothing is staged: staging them cost a write
-/// and three reads of every feature row (a third of the job at 1M bids). The counts come from
-/// one more pass over the key and label alone and must equal what the writes wrote.
+/// One pass computes every row once and sends it to its split's files; the counts are then
+/// read from the written files (the label and the key alone), so they are the rows written.
+/// Before, each split was written by a pass of its own and counted by a fourth one: the
+/// requests were read and the split hash evaluated four times per row.
 pub(super) async fn write_features(
     run: &RunContext<'_>,
     ctx: &SessionContext,
@@ -34,65 +29,107 @@ pub(super) async fn write_features(
         .sql(&sql)
         .await
         .context("the features of the contract do not plan over the requests")?;
-    let select = df
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name())
-        .filter(|n| *n != "split")
-        .map(|c| contract::quote(c))
-        .collect::<Vec<_>>()
-        .join(", ");
-    ctx.register_table(FEATURES_TABLE, df.into_view())?;
-    let mut written = BTreeMap::new();
-    for split in Split::ALL {
-        let target = run.url(&format!("processed/{}/", split.as_str()));
-        let df = ctx
-            .sql(&format!(
-                "SELECT {select} FROM {FEATURES_TABLE} WHERE split = '{}'",
-                split.as_str()
-            ))
-            .await?;
-        let (_, n) = write(ctx, df, &target, false).await?;
-        written.insert(split.as_str(), n);
-        tally.outputs.insert(split.as_str().into(), target);
-    }
-    tally
-        .rows
-        .insert("features".into(), written.values().sum::<u64>());
-    let key = contract::quote(&contract.key);
-    let counts = query_batches(
+    // written as `split=<name>/` folders under _work, then moved into processed/<name>/,
+    // where the trainer and earlier runs' readers look
+    let staged = format!("{}/_work/splits", run.run_prefix);
+    let (_, written) = write(
         ctx,
-        &format!(
-            "SELECT split, CAST(label AS BIGINT) AS label, count(*) AS n, \
-             count(*) FILTER (WHERE {key} IS NULL) AS null_keys \
-             FROM {FEATURES_TABLE} GROUP BY split, label"
-        ),
+        df,
+        &run.out.child_url(&format!("{staged}/")),
+        false,
+        &["split"],
     )
     .await?;
+    let mut files: Vec<(Split, String)> = Vec::new();
+    for name in run.out.list(&staged).await? {
+        let (folder, file) = name
+            .strip_prefix(&staged)
+            .and_then(|rest| rest.trim_start_matches('/').split_once('/'))
+            .with_context(|| format!("unexpected object {name} among the written splits"))?;
+        let value = folder.strip_prefix("split=").unwrap_or(folder);
+        let Some(split) = Split::ALL.into_iter().find(|s| s.as_str() == value) else {
+            bail!(
+                "the features produced rows with split {value:?}; split_of yields train, valid or test"
+            );
+        };
+        files.push((split, file.to_owned()));
+    }
+    for (split, file) in &files {
+        let target = format!("{}/processed/{}/{file}", run.run_prefix, split.as_str());
+        run.out
+            .rename(
+                &format!("{staged}/split={}/{file}", split.as_str()),
+                &target,
+            )
+            .await?;
+    }
+    for split in Split::ALL {
+        tally.outputs.insert(
+            split.as_str().into(),
+            run.url(&format!("processed/{}/", split.as_str())),
+        );
+    }
+    tally.rows.insert("features".into(), written);
+    let null_keys = count_splits(run, ctx, contract, &files, tally).await?;
+    tally.rows.insert("features_null_key".into(), null_keys);
+
+    let counted: u64 = tally.splits.values().map(|c| c.rows).sum();
+    let requests = tally.rows.get("inference_requests").copied();
+    check_counts(written, counted, requests)
+}
+
+/// Counts each written split's rows by label, into `tally.splits`, and returns the rows
+/// without a key.
+async fn count_splits(
+    run: &RunContext<'_>,
+    ctx: &SessionContext,
+    contract: &rtb_features::FeatureContract,
+    files: &[(Split, String)],
+    tally: &mut Tally,
+) -> anyhow::Result<u64> {
+    let key = contract::quote(&contract.key);
+    let mut selects = Vec::new();
+    for split in Split::ALL {
+        // a split that got no row has no folder to read
+        if !files.iter().any(|(s, _)| *s == split) {
+            continue;
+        }
+        let table = format!("__split_{}", split.as_str());
+        ctx.register_parquet(
+            &table,
+            &run.url(&format!("processed/{}/", split.as_str())),
+            ParquetReadOptions::default(),
+        )
+        .await?;
+        selects.push(format!(
+            "SELECT '{}' AS split, CAST(label AS BIGINT) AS label, count(*) AS n, \
+             count(*) FILTER (WHERE {key} IS NULL) AS null_keys FROM {table} GROUP BY label",
+            split.as_str()
+        ));
+    }
+    if selects.is_empty() {
+        return Ok(0);
+    }
+    let counts = query_batches(ctx, &selects.join(" UNION ALL ")).await;
+    for split in Split::ALL {
+        ctx.deregister_table(format!("__split_{}", split.as_str()))?;
+    }
     let mut null_keys = 0;
-    for batch in counts {
+    for batch in counts.context("cannot count the written splits")? {
         let split_col = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
         let split_col = split_col.as_string::<i32>();
         let label = batch.column(1).as_primitive::<Int64Type>();
         let n = batch.column(2).as_primitive::<Int64Type>();
         let nulls = batch.column(3).as_primitive::<Int64Type>();
         for i in 0..batch.num_rows() {
-            let Some(name) = Split::ALL
-                .iter()
-                .map(|s| s.as_str())
-                .find(|s| split_col.is_valid(i) && *s == split_col.value(i))
-            else {
-                bail!(
-                    "the features produced a row with split {:?}; split_of yields train, valid or test",
-                    split_col.is_valid(i).then(|| split_col.value(i))
-                );
-            };
-            let entry = tally.splits.entry(name.to_owned()).or_insert(SplitCounts {
-                rows: 0,
-                label_0: 0,
-                label_1: 0,
-            });
+            let entry = tally
+                .splits
+                .entry(split_col.value(i).to_owned())
+                .or_insert(SplitCounts {
+                    rows: 0,
+                    label_0: 0,
+                    label_1: 0,
+                });
             let count = n.value(i) as u64;
             null_keys += nulls.value(i) as u64;
             entry.rows += count;
@@ -107,18 +144,47 @@ pub(super) async fn write_features(
             }
         }
     }
-    tally.rows.insert("features_null_key".into(), null_keys);
-    // the features are computed twice (written, then counted): a job whose rows differ between
-    // two evaluations of the same inputs would train on counts that are not its rows
-    for split in Split::ALL {
-        let counted = tally.splits.get(split.as_str()).map_or(0, |c| c.rows);
-        let wrote = written[split.as_str()];
-        if counted != wrote {
-            bail!(
-                "the {} split wrote {wrote} rows but counts {counted}: the features step gives different rows on two evaluations of the same requests; make it deterministic (no random(), now() or LIMIT without ORDER BY)",
-                split.as_str()
-            );
-        }
+    Ok(null_keys)
+}
+
+/// The features are one row per request, and the counts are read back from what was written:
+/// any difference is a requests step that changed between its two evaluations (what
+/// `contract::check` cannot see, e.g. a LIMIT without ORDER BY) or files that are not the
+/// write's.
+fn check_counts(written: u64, counted: u64, requests: Option<u64>) -> anyhow::Result<()> {
+    if counted != written {
+        bail!(
+            "the splits hold {counted} rows but the features write wrote {written}: the written files are not what the write produced; run the job again"
+        );
+    }
+    if let Some(requests) = requests
+        && requests != written
+    {
+        bail!(
+            "the features wrote {written} rows from {requests} requests: the inference_requests step gives other rows on two evaluations of the same input; make it deterministic (no random(), now() or LIMIT without ORDER BY)"
+        );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_counts;
+
+    #[test]
+    fn counts_must_agree_with_the_write_and_the_requests() {
+        assert!(check_counts(10, 10, Some(10)).is_ok());
+        assert!(check_counts(0, 0, None).is_ok());
+        let err = check_counts(10, 9, Some(10))
+            .expect_err("a short read-back")
+            .to_string();
+        assert!(err.contains("splits hold 9 rows"), "{err}");
+        let err = check_counts(10, 10, Some(12))
+            .expect_err("more requests than rows")
+            .to_string();
+        assert!(
+            err.contains("10 rows from 12 requests") && err.contains("no random()"),
+            "{err}"
+        );
+    }
 }

@@ -6,6 +6,7 @@
 #   day's two files on one thread (`bzip2 -t`, no output written), the bar for parallel decoding,
 #   and `gzip-decode` a `.gz` day's (`gzip -t`);
 #   `rtb-base` is another rtb-etl build (RTB_ETL_BASE), to measure a change side by side.
+#   SETTLE (default 2) seconds of rest after each run, once every process of the run is gone.
 # Runs the feature ETL of one generated day with each engine, interleaved (round 1 of every
 # engine, then round 2, ...) so that background load hits every engine alike. Prints wall time and
 # peak RSS of the whole process tree per run, then the medians.
@@ -48,6 +49,10 @@ run_once() {  # ENGINE -> "wall_s tree_rss_mib"
     sleep 0.2
   done
   wait "$pid" || { echo "$name failed, see $log" >&2; tail -n 20 "$log" >&2; exit 1; }
+  # a JVM outlives its launcher by a second or more: the next engine must not share the cores
+  # with it, or whichever engine runs after PySpark is slowed
+  while ps -o pid= -s "$pid" >/dev/null 2>&1; do sleep 0.2; done
+  sleep "${SETTLE:-2}"
   echo "$(cat "$tf") $((peak / 1024))"; rm -f "$tf"
 }
 

@@ -161,15 +161,6 @@ impl Location {
         result.bytes().await.map_err(|e| self.error(name, e))
     }
 
-    /// Moves the object `from` to `to` (both relative to this location): a rename on a local
-    /// disk, a copy and a delete on S3.
-    pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
-        self.store
-            .rename(&self.path(from), &self.path(to))
-            .await
-            .map_err(|e| self.error(from, e))
-    }
-
     /// Streams a local file to `name` in parts, so large logs never sit whole in memory.
     pub async fn upload_file(&self, name: &str, file: &Path) -> Result<()> {
         upload_file_to(&self.store, &self.path(name), file)

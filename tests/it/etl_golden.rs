@@ -206,7 +206,7 @@ async fn bid_filtering_job_matches_the_hand_checked_golden_output() {
         .as_str()
         .expect("train location published");
     assert!(
-        train.contains("/runs/") && train.ends_with("/processed/train/"),
+        train.contains("/runs/") && train.ends_with("/processed/features/split=train/"),
         "{train}"
     );
     assert!(

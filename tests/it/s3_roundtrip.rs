@@ -105,9 +105,10 @@ fn logs_and_features_round_trip_through_s3() {
             .expect("ssm get")
     });
     assert!(
-        published[0].as_deref().is_some_and(
-            |v| v.starts_with("s3://aik/processed/runs/") && v.ends_with("/processed/train/")
-        ),
+        published[0]
+            .as_deref()
+            .is_some_and(|v| v.starts_with("s3://aik/processed/runs/")
+                && v.ends_with("/processed/features/split=train/")),
         "{published:?}"
     );
     assert_eq!(published[1].as_deref(), Some(manifest_url));

@@ -82,8 +82,9 @@ async fn main() {
     });
     let ctx = SessionContext::new();
     for (name, dir) in ["fixed", "leaky"].iter().zip(&dirs) {
-        let (train_x, train_y) = load(&ctx, &format!("{dir}/processed/train/")).await;
-        let (test_x, test_y) = load(&ctx, &format!("{dir}/processed/test/")).await;
+        let (train_x, train_y) =
+            load(&ctx, &format!("{dir}/processed/features/split=train/")).await;
+        let (test_x, test_y) = load(&ctx, &format!("{dir}/processed/features/split=test/")).await;
         let booster =
             rtb_trainer::train_binary((&train_x, &train_y), None, feature_names().len(), &params)
                 .expect("trains");

@@ -113,7 +113,7 @@ pub async fn from_location(run: &str) -> Result<EtlRun> {
 /// Locates a run through the parameter store: the split folders under `/aik/output_train`,
 /// `/aik/output_verify`, `/aik/output_test`, the vocabulary under
 /// `/aik/pipelineModelArtifactPath`, and the run's manifest under `/aik/etl/manifest` (or,
-/// when that is unset, beside the train split). The two must agree.
+/// when that is unset, the run holding the train split). The two must agree.
 pub async fn from_store(store: &ParameterStore) -> Result<EtlRun> {
     let wanted = [
         names::OUTPUT_TRAIN,
@@ -140,8 +140,10 @@ pub async fn from_store(store: &ParameterStore) -> Result<EtlRun> {
         Some(url) => url.clone(),
         None => {
             let train = found[names::OUTPUT_TRAIN].trim_end_matches('/');
+            // the layout since the splits are written in one pass, then the one before
             let run = train
-                .strip_suffix("/processed/train")
+                .strip_suffix("/processed/features/split=train")
+                .or_else(|| train.strip_suffix("/processed/train"))
                 .ok_or_else(|| missing(names::ETL_MANIFEST))?;
             child(run, "manifest.json")
         }

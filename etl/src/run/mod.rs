@@ -3,7 +3,8 @@
 //!
 //! Layout of a run under `--out` (mirrors the original's S3 prefixes):
 //! ```text
-//! runs/<run_id>/processed/{transformed,train,valid,test}/   Parquet
+//! runs/<run_id>/processed/transformed/                     Parquet: the joined rows
+//! runs/<run_id>/processed/features/split={train,valid,test}/ Parquet: the training splits
 //! runs/<run_id>/pipeline-model/vocabulary.json             fitted StringIndexers, versioned
 //! runs/<run_id>/pipeline-model/feature-contract.json       request fields, feature expressions
 //! runs/<run_id>/pipeline-model/inference-data/             JSON lines the simulator replays

@@ -12,12 +12,14 @@ use super::engine::{query_batches, write};
 use super::{RunContext, Tally, contract};
 
 /// The feature rows, computed from the typed requests by the contract's expressions and
-/// written into `processed/{train,valid,test}/` (without the split column).
+/// written into `processed/features/split={train,valid,test}/` (without the split column).
 ///
-/// One pass computes every row once and sends it to its split's files; the counts are then
+/// One pass computes every row once and sends it to its split's folder; the counts are then
 /// read from the written files (the label and the key alone), so they are the rows written.
 /// Before, each split was written by a pass of its own and counted by a fourth one: the
-/// requests were read and the split hash evaluated four times per row.
+/// requests were read and the split hash evaluated four times per row. The folders are the
+/// engine's partitioned write's (`<column>=<value>`): renaming them would copy every object on
+/// S3, where one copy is limited to 5 GB.
 pub(super) async fn write_features(
     run: &RunContext<'_>,
     ctx: &SessionContext,
@@ -29,53 +31,51 @@ pub(super) async fn write_features(
         .sql(&sql)
         .await
         .context("the features of the contract do not plan over the requests")?;
-    // written as `split=<name>/` folders under _work, then moved into processed/<name>/,
-    // where the trainer and earlier runs' readers look
-    let staged = format!("{}/_work/splits", run.run_prefix);
     let (_, written) = write(
         ctx,
         df,
-        &run.out.child_url(&format!("{staged}/")),
+        &run.url(&format!("{FEATURES}/")),
         false,
         &["split"],
     )
     .await?;
-    let mut files: Vec<(Split, String)> = Vec::new();
-    for name in run.out.list(&staged).await? {
-        let (folder, file) = name
-            .strip_prefix(&staged)
+    let folder = format!("{}/{FEATURES}", run.run_prefix);
+    let mut written_splits = Vec::new();
+    for name in run.out.list(&folder).await? {
+        let value = name
+            .strip_prefix(&folder)
             .and_then(|rest| rest.trim_start_matches('/').split_once('/'))
-            .with_context(|| format!("unexpected object {name} among the written splits"))?;
-        let value = folder.strip_prefix("split=").unwrap_or(folder);
+            .map(|(dir, _)| dir.strip_prefix("split=").unwrap_or(dir))
+            .with_context(|| format!("unexpected object {name} among the written features"))?;
         let Some(split) = Split::ALL.into_iter().find(|s| s.as_str() == value) else {
             bail!(
                 "the features produced rows with split {value:?}; split_of yields train, valid or test"
             );
         };
-        files.push((split, file.to_owned()));
-    }
-    for (split, file) in &files {
-        let target = format!("{}/processed/{}/{file}", run.run_prefix, split.as_str());
-        run.out
-            .rename(
-                &format!("{staged}/split={}/{file}", split.as_str()),
-                &target,
-            )
-            .await?;
+        if !written_splits.contains(&split) {
+            written_splits.push(split);
+        }
     }
     for split in Split::ALL {
-        tally.outputs.insert(
-            split.as_str().into(),
-            run.url(&format!("processed/{}/", split.as_str())),
-        );
+        tally
+            .outputs
+            .insert(split.as_str().into(), run.url(&split_folder(split)));
     }
     tally.rows.insert("features".into(), written);
-    let null_keys = count_splits(run, ctx, contract, &files, tally).await?;
+    let null_keys = count_splits(run, ctx, contract, &written_splits, tally).await?;
     tally.rows.insert("features_null_key".into(), null_keys);
 
     let counted: u64 = tally.splits.values().map(|c| c.rows).sum();
     let requests = tally.rows.get("inference_requests").copied();
     check_counts(written, counted, requests)
+}
+
+/// The folder of the feature rows, under a run.
+const FEATURES: &str = "processed/features";
+
+/// The folder of one split's rows, under a run.
+fn split_folder(split: Split) -> String {
+    format!("{FEATURES}/split={}/", split.as_str())
 }
 
 /// Counts each written split's rows by label, into `tally.splits`, and returns the rows
@@ -84,20 +84,20 @@ async fn count_splits(
     run: &RunContext<'_>,
     ctx: &SessionContext,
     contract: &rtb_features::FeatureContract,
-    files: &[(Split, String)],
+    written_splits: &[Split],
     tally: &mut Tally,
 ) -> anyhow::Result<u64> {
     let key = contract::quote(&contract.key);
     let mut selects = Vec::new();
     for split in Split::ALL {
         // a split that got no row has no folder to read
-        if !files.iter().any(|(s, _)| *s == split) {
+        if !written_splits.contains(&split) {
             continue;
         }
         let table = format!("__split_{}", split.as_str());
         ctx.register_parquet(
             &table,
-            &run.url(&format!("processed/{}/", split.as_str())),
+            &run.url(&split_folder(split)),
             ParquetReadOptions::default(),
         )
         .await?;

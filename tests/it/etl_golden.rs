@@ -175,6 +175,7 @@ async fn render(outcome: &RunOutcome) -> String {
 async fn bid_filtering_job_matches_the_hand_checked_golden_output() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut rendered = Vec::new();
+    let mut splits = None;
     // whole files on one and on three partitions, then every file cut into 200-byte ranges:
     // shorter than a line, so some parts own no line and most lines start in one part and end
     // in another
@@ -189,6 +190,7 @@ async fn bid_filtering_job_matches_the_hand_checked_golden_output() {
         if range_size == "200" {
             assert!(outcome.manifest.inputs.iter().all(|f| f.parts > 1));
         }
+        splits.get_or_insert(outcome.manifest.splits.clone());
         rendered.push(render(&outcome).await);
     }
     assert_eq!(
@@ -208,6 +210,42 @@ async fn bid_filtering_job_matches_the_hand_checked_golden_output() {
     assert!(
         train.contains("/runs/") && train.ends_with("/processed/features/split=train/"),
         "{train}"
+    );
+    // docs/jobs.md: a reader that knows Hive-style folders sees one table with a split column
+    let features = train.trim_end_matches("split=train/");
+    let ctx = SessionContext::new();
+    let options = ParquetReadOptions::default().table_partition_cols(vec![(
+        "split".into(),
+        datafusion::arrow::datatypes::DataType::Utf8,
+    )]);
+    ctx.register_parquet("features", features, options)
+        .await
+        .expect("the features folder reads as one table");
+    let counted = ctx
+        .sql("SELECT split, count(*) AS n, sum(label) AS wins FROM features GROUP BY split ORDER BY split")
+        .await
+        .expect("plans")
+        .collect()
+        .await
+        .expect("reads");
+    let expected: String = splits
+        .expect("a run")
+        .iter()
+        .map(|(name, c)| format!("{name} {} {}\n", c.rows, c.label_1))
+        .collect();
+    let mut found = String::new();
+    for batch in &counted {
+        for row in 0..batch.num_rows() {
+            let cell = |i: usize| {
+                datafusion::arrow::util::display::array_value_to_string(batch.column(i), row)
+                    .expect("displays")
+            };
+            let _ = writeln!(found, "{} {} {}", cell(0), cell(1), cell(2));
+        }
+    }
+    assert_eq!(
+        found, expected,
+        "per-split rows and wins, read as one table"
     );
     assert!(
         store["/aik/pipelineModelArtifactPath"]

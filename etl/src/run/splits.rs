@@ -1,5 +1,5 @@
 //! The feature rows: the contract's expressions over the typed requests, with the label,
-//! price, key and split the runner adds, written into `processed/{train,valid,test}/`.
+//! price, key and split the runner adds, written into `processed/features/split={train,valid,test}/`.
 
 use anyhow::{Context, bail};
 use datafusion::arrow::array::{Array, AsArray};

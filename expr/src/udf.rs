@@ -223,7 +223,8 @@ const UA_CACHE_LIMIT: usize = 100_000;
 const UA_CACHE_MAX_LEN: usize = 1024;
 
 thread_local! {
-    static UA_CACHE: RefCell<HashMap<String, i32>> = RefCell::new(HashMap::new());
+    static UA_CACHE: RefCell<HashMap<String, i32, foldhash::fast::RandomState>> =
+        RefCell::new(HashMap::default());
 }
 
 thread_local! {

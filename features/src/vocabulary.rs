@@ -34,7 +34,7 @@ fn java_order(a: &str, b: &str) -> Ordering {
 #[serde(from = "IndexerFile", into = "IndexerFile")]
 pub struct StringIndexer {
     labels: Vec<String>,
-    positions: HashMap<String, u32>,
+    positions: HashMap<String, u32, foldhash::fast::RandomState>,
 }
 
 #[derive(Serialize, Deserialize)]

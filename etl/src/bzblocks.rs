@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
-use crate::partlines::{PartLines, Units};
+use crate::partlines::{PartLines, Units, read_more};
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
 const END_MAGIC: u64 = 0x1772_4538_5090;
@@ -209,20 +209,8 @@ impl<R: Read> Blocks<R> {
             return Ok(false);
         }
         let had = self.window.len();
-        self.window.resize(had + CHUNK, 0);
-        let mut got = 0;
-        while got < CHUNK {
-            match self.source.read(&mut self.window[had + got..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.window.truncate(had + got);
+        let got = read_more(&mut self.source, &mut self.window, CHUNK)?;
+        self.eof = got < CHUNK;
         if self.window_start == 0 && had == 0 && !self.window.starts_with(b"BZh") {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,

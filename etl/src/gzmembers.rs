@@ -17,7 +17,7 @@ use std::io::{self, Read};
 
 use flate2::{Crc, Decompress, FlushDecompress, Status};
 
-use crate::partlines::{PartLines, Units};
+use crate::partlines::{PartLines, Units, read_more};
 
 /// Compressed bytes read at a time, and the most decoded bytes handed out at once.
 const CHUNK: usize = 1 << 20;
@@ -50,21 +50,8 @@ impl<R: Read> Window<R> {
             self.base += self.pos as u64;
             self.pos = 0;
         }
-        let had = self.buf.len();
-        self.buf.resize(had + CHUNK, 0);
-        let mut got = 0;
-        while got < CHUNK {
-            match self.source.read(&mut self.buf[had + got..]) {
-                Ok(0) => {
-                    self.eof = true;
-                    break;
-                }
-                Ok(n) => got += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        self.buf.truncate(had + got);
+        let got = read_more(&mut self.source, &mut self.buf, CHUNK)?;
+        self.eof = got < CHUNK;
         Ok(got > 0)
     }
 

@@ -59,6 +59,31 @@ fn cut(state: &mut State, own: bool, decoded: &[u8]) -> Range<usize> {
     }
 }
 
+/// Appends up to `want` bytes of `source` to `buf`, reading until it has them or the source
+/// ends, and returns how many it appended: fewer than `want` means the end.
+pub(crate) fn read_more(
+    source: &mut impl Read,
+    buf: &mut Vec<u8>,
+    want: usize,
+) -> io::Result<usize> {
+    let had = buf.len();
+    buf.resize(had + want, 0);
+    let mut got = 0;
+    while got < want {
+        match source.read(&mut buf[had + got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                buf.truncate(had + got);
+                return Err(e);
+            }
+        }
+    }
+    buf.truncate(had + got);
+    Ok(got)
+}
+
 /// A decoder of the units of one part of a file, from the part's start on.
 pub(crate) trait Units {
     /// Replaces `out` with the next decoded bytes, in file order, and says whether their unit

@@ -14,6 +14,9 @@
 -- key: bidId
 -- label: label
 -- price: PayingPrice
+-- the impressions (a few percent of the bids) are joined as one in-memory table that every
+-- task probes, so the bids are not shuffled again by BidID for the join
+-- set: datafusion.optimizer.repartition_joins = false
 
 -- step: bids_grouped
 SELECT BidID, "Timestamp", RegionID, CityID, Domain, AdvertiserID, UserAgent, BiddingPrice,

@@ -95,6 +95,9 @@ pub struct Job {
     pub openrtb: BTreeMap<String, String>,
     /// The zone of the logs' timestamps (`-- time-zone:`, default Asia/Shanghai, iPinYou's).
     pub time_zone: String,
+    /// `-- set: datafusion.KEY = VALUE` lines: query engine settings for this job, embedded and
+    /// on a cluster alike (checked against the engine's option list when the run starts).
+    pub settings: BTreeMap<String, String>,
     pub steps: Vec<Step>,
 }
 
@@ -122,6 +125,7 @@ impl Job {
             price: None,
             openrtb: BTreeMap::new(),
             time_zone: "Asia/Shanghai".into(),
+            settings: BTreeMap::new(),
             steps: Vec::new(),
         };
         let mut current: Option<Step> = None;
@@ -192,6 +196,19 @@ impl Job {
                     "label:" => job.label = value.to_owned(),
                     _ => job.price = Some(value.to_owned()),
                 }
+            } else if let Some(setting) = d.strip_prefix("set:") {
+                let (key, value) = setting.split_once('=').ok_or_else(|| {
+                    syntax("write an engine setting as `-- set: datafusion.KEY = VALUE`".into())
+                })?;
+                let (key, value) = (key.trim(), value.trim());
+                // the runner owns the memory, spill and parallelism settings (flags), and a
+                // setting outside `datafusion.` would not reach a cluster's executors
+                if !key.starts_with("datafusion.") || !is_plain(key) || !is_plain(value) {
+                    return Err(syntax(format!(
+                        "engine setting `{key} = {value}` must be `datafusion.KEY = VALUE` with a plain value"
+                    )));
+                }
+                job.settings.insert(key.to_owned(), value.to_owned());
             } else if let Some(zone) = d.strip_prefix("time-zone:") {
                 job.time_zone = zone.trim().to_owned();
             } else if let Some(mapping) = d.strip_prefix("openrtb:") {
@@ -369,6 +386,10 @@ mod tests {
         assert_eq!((job.key.as_str(), job.label.as_str()), ("bidId", "label"));
         assert_eq!(job.price.as_deref(), Some("PayingPrice"));
         assert_eq!(job.time_zone, "Asia/Shanghai");
+        assert_eq!(
+            job.settings["datafusion.optimizer.repartition_joins"],
+            "false"
+        );
         job.check_roles().expect("the three steps, in order");
         let features = job.step_of(StepRole::Features).expect("features");
         let sql = job.render(features).expect("renders");
@@ -400,6 +421,19 @@ mod tests {
             Job::parse("-- key: bid id\n-- step: a\nSELECT 1"),
             Err(JobError::Syntax { line: 1, .. })
         ));
+        for bad in [
+            "-- set: datafusion.execution.batch_size",
+            "-- set: ballista.shuffle.sort_based.memory_limit_per_task_bytes = 1",
+            "-- set: datafusion.execution.batch_size = 1; DROP TABLE y",
+        ] {
+            assert!(
+                matches!(
+                    Job::parse(&format!("{bad}\n-- step: a\nSELECT 1")),
+                    Err(JobError::Syntax { line: 1, .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

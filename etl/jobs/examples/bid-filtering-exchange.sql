@@ -26,6 +26,9 @@
 -- key: bidId
 -- label: label
 -- price: PayingPrice
+-- the impressions (a few percent of the bids) are joined as one in-memory table that every
+-- task probes, so the bids are not shuffled again by BidID for the join
+-- set: datafusion.optimizer.repartition_joins = false
 
 -- step: bids_grouped
 -- exact duplicate bid rows collapse, as in the original's GROUP BY

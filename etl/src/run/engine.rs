@@ -38,9 +38,25 @@ pub(super) fn store_url(location: &Location) -> anyhow::Result<url::Url> {
     Ok(url::Url::parse(&base)?)
 }
 
+/// `config` with the job's `-- set:` engine settings; the SQL dialect stays the kit's.
+fn with_settings(
+    mut config: SessionConfig,
+    settings: &BTreeMap<String, String>,
+) -> anyhow::Result<SessionConfig> {
+    for (key, value) in settings {
+        config.options_mut().set(key, value).with_context(|| {
+            format!(
+                "the job's `-- set: {key} = {value}` is not a setting of this DataFusion version"
+            )
+        })?;
+    }
+    Ok(rtb_expr::sql_config(config))
+}
+
 pub(super) async fn session(
     args: &RunArgs,
     limit: usize,
+    settings: &BTreeMap<String, String>,
     locations: &[&Location],
 ) -> anyhow::Result<SessionContext> {
     let partitions = args
@@ -49,7 +65,8 @@ pub(super) async fn session(
     let ctx = match &args.cluster {
         Some(url) => {
             // the memory pool and spill folder are the executors' own settings on a cluster
-            let mut config = cluster::session_config().with_target_partitions(partitions);
+            let mut config = with_settings(cluster::session_config(), settings)?
+                .with_target_partitions(partitions);
             if let Some(size) = &args.shuffle_buffer {
                 config = config.set_usize(
                     "ballista.shuffle.sort_based.memory_limit_per_task_bytes",
@@ -80,11 +97,9 @@ pub(super) async fn session(
                 .with_memory_pool(Arc::new(pool))
                 .with_disk_manager_builder(disk)
                 .build_arc()?;
-            let config = rtb_expr::sql_config(
-                SessionConfig::new()
-                    .with_target_partitions(partitions)
-                    .with_information_schema(true),
-            );
+            let config = with_settings(SessionConfig::new(), settings)?
+                .with_target_partitions(partitions)
+                .with_information_schema(true);
             SessionContext::new_with_config_rt(config, runtime)
         }
     };
@@ -124,6 +139,10 @@ pub(super) async fn write(
     )?
     .build()?;
     let physical = ctx.state().create_physical_plan(&plan).await?;
+    tracing::debug!(
+        "plan writing {url}:\n{}",
+        datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
+    );
     let batches = collect(Arc::clone(&physical), ctx.task_ctx())
         .await
         .map_err(|e| {
@@ -236,4 +255,40 @@ pub(super) async fn fit_vocabulary(
 pub async fn read_parquet(ctx: &SessionContext, url: &str) -> anyhow::Result<Vec<RecordBatch>> {
     let df = ctx.read_parquet(url, ParquetReadOptions::default()).await?;
     Ok(df.execute_stream().await?.try_collect().await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_settings_reach_the_engine_and_unknown_ones_stop_the_run() {
+        let settings = BTreeMap::from([
+            (
+                "datafusion.optimizer.repartition_joins".to_owned(),
+                "false".to_owned(),
+            ),
+            (
+                "datafusion.sql_parser.enable_ident_normalization".to_owned(),
+                "true".to_owned(),
+            ),
+        ]);
+        let config = with_settings(SessionConfig::new(), &settings).expect("known settings");
+        assert!(!config.options().optimizer.repartition_joins);
+        // the kit's dialect wins: steps name columns in their case
+        assert!(!config.options().sql_parser.enable_ident_normalization);
+
+        let typo = BTreeMap::from([(
+            "datafusion.optimizer.repartition_join".to_owned(),
+            "false".to_owned(),
+        )]);
+        let message = format!(
+            "{:#}",
+            with_settings(SessionConfig::new(), &typo).expect_err("unknown")
+        );
+        assert!(
+            message.contains("`-- set: datafusion.optimizer.repartition_join = false`"),
+            "{message}"
+        );
+    }
 }

@@ -422,7 +422,7 @@ async fn execute(
     imp_files: Vec<InputFile>,
 ) -> anyhow::Result<Manifest> {
     let (args, job, out) = (run.args, run.job, run.out);
-    let ctx = session(args, run.limit, &[input, out]).await?;
+    let ctx = session(args, run.limit, &job.settings, &[input, out]).await?;
     let bytes_read = Arc::new(AtomicU64::new(0));
     let ticker = {
         let (bytes_read, progress) = (Arc::clone(&bytes_read), progress.clone());

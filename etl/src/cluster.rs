@@ -23,6 +23,7 @@ use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
 
 use crate::ingest::{RawLogScanExec, RawLogSpec, RawLogTable, ScanSpec};
+use crate::partwrite::{DistributedWritesPlanner, PartitionWriteExec};
 use crate::stores::StoreRegistry;
 use crate::udf;
 use datafusion::logical_expr::ScalarUDF;
@@ -30,6 +31,7 @@ use datafusion::logical_expr::ScalarUDF;
 /// Marks our payloads so Ballista's own protobuf decoding never sees them.
 const RAW_TABLE: &[u8] = b"rtb.rawlog.table.v1:";
 const RAW_SCAN: &[u8] = b"rtb.rawlog.scan.v1:";
+const PARTITION_WRITE: &[u8] = b"rtb.partition.write.v1:";
 
 fn decode_error(what: &str, e: serde_json::Error) -> DataFusionError {
     DataFusionError::Internal(format!(
@@ -158,7 +160,31 @@ impl PhysicalExtensionCodec for RtbPhysicalCodec {
                     Arc::clone(picks),
                 )?))
             }
-            None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
+            None => match buf.strip_prefix(PARTITION_WRITE) {
+                Some(body) => {
+                    // without its ids a re-run task could not find its earlier attempt's files
+                    let [input, ids] = inputs else {
+                        return Err(DataFusionError::Internal(format!(
+                            "a partition write arrived with {} inputs instead of its input and ids",
+                            inputs.len()
+                        )));
+                    };
+                    // the sink travels as a DataSinkExec over an empty placeholder
+                    let template =
+                        datafusion_proto::bytes::physical_plan_from_bytes_with_proto_converter(
+                            body,
+                            ctx,
+                            self,
+                            proto_converter,
+                        )?;
+                    Ok(Arc::new(PartitionWriteExec::with_ids(
+                        Arc::clone(input),
+                        Arc::clone(ids),
+                        template,
+                    )?))
+                }
+                None => self.inner.try_decode(buf, inputs, ctx, proto_converter),
+            },
         }
     }
 
@@ -173,6 +199,16 @@ impl PhysicalExtensionCodec for RtbPhysicalCodec {
             buf.extend_from_slice(RAW_SCAN);
             return serde_json::to_writer(&mut *buf, scan.spec())
                 .map_err(|e| encode_error("raw log scan", e));
+        }
+        if let Some(write) = any.downcast_ref::<PartitionWriteExec>() {
+            buf.extend_from_slice(PARTITION_WRITE);
+            let template = datafusion_proto::bytes::physical_plan_to_bytes_with_proto_converter(
+                Arc::clone(write.template()),
+                self,
+                proto_converter,
+            )?;
+            buf.extend_from_slice(&template);
+            return Ok(());
         }
         self.inner.try_encode(node, buf, proto_converter)
     }
@@ -218,6 +254,7 @@ pub fn session_state(config: SessionConfig, runtime: Arc<RuntimeEnv>) -> DfResul
     let base = ballista_core::utils::default_session_builder(config)?;
     let mut state = SessionStateBuilder::new_from_existing(base)
         .with_runtime_env(runtime)
+        .with_query_planner(Arc::new(DistributedWritesPlanner))
         .build();
     for function in udf::all() {
         state.register_udf(function)?;
@@ -269,6 +306,75 @@ mod tests {
         assert_eq!(decoded.spec(), &spec);
         assert_eq!(decoded.schema().fields().len(), 3);
         assert!(codec.try_decode(&buf, &[], &ctx, &converter).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_partition_write_round_trips_through_the_codec() {
+        use crate::partwrite::DistributeWrites;
+        use datafusion::datasource::physical_plan::FileSink;
+        use datafusion::datasource::sink::DataSinkExec;
+        use datafusion::physical_optimizer::PhysicalOptimizerRule;
+        use datafusion::prelude::SessionContext;
+
+        let ctx = SessionContext::new();
+        let copy = "COPY (SELECT * FROM (VALUES (1), (2), (3)) AS v(x)) TO 's3://out/runs/x/' STORED AS parquet";
+        let plan = ctx
+            .sql(copy)
+            .await
+            .expect("plans")
+            .create_physical_plan()
+            .await
+            .expect("physical");
+        // the values are one partition: spread them so the rule has a gather to remove
+        let spread = plan.clone().replace_children(
+            vec![Arc::new(
+                datafusion::physical_plan::coalesce_partitions::CoalescePartitionsExec::new(
+                    Arc::new(
+                        datafusion::physical_plan::repartition::RepartitionExec::try_new(
+                            Arc::clone(plan.children()[0].children()[0]),
+                            datafusion::physical_plan::Partitioning::RoundRobinBatch(2),
+                        )
+                        .expect("repartition"),
+                    ),
+                ),
+            )],
+            datafusion::physical_plan::ReplaceChildrenOptions::new(
+                datafusion::physical_plan::ChildrenPropertiesMode::Recompute,
+            ),
+        );
+        let plan = DistributeWrites
+            .optimize(spread.expect("spread"), ctx.state().config_options())
+            .expect("rewrites");
+        let write = plan.children()[0].children()[0];
+        let any: &dyn Any = write.as_ref();
+        assert!(any.is::<PartitionWriteExec>(), "{plan:?}");
+
+        let codec = RtbPhysicalCodec::default();
+        let converter = datafusion_proto::physical_plan::DefaultPhysicalProtoConverter {};
+        let mut buf = Vec::new();
+        codec
+            .try_encode(Arc::clone(write), &mut buf, &converter)
+            .expect("encodes");
+        let task = TaskContext::default();
+        let inputs: Vec<_> = write.children().into_iter().cloned().collect();
+        let decoded = codec
+            .try_decode(&buf, &inputs, &task, &converter)
+            .expect("decodes");
+        let any: &dyn Any = decoded.as_ref();
+        let decoded = any.downcast_ref::<PartitionWriteExec>().expect("our write");
+        let sink = decoded
+            .template()
+            .downcast_ref::<DataSinkExec>()
+            .expect("a sink template");
+        let parquet = sink
+            .sink()
+            .downcast_ref::<datafusion::datasource::file_format::parquet::ParquetSink>()
+            .expect("the parquet sink");
+        assert_eq!(parquet.config().table_paths[0].as_str(), "s3://out/runs/x/");
+        assert_eq!(
+            decoded.properties().output_partitioning().partition_count(),
+            2
+        );
     }
 
     /// Ballista cuts a stage's plan down to each task's partitions before shipping it; the

@@ -9,6 +9,7 @@ mod gzmembers;
 pub mod ingest;
 pub mod job;
 mod partlines;
+pub mod partwrite;
 pub mod run;
 pub mod stores;
 

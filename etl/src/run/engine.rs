@@ -8,7 +8,6 @@ use anyhow::Context;
 use ballista::prelude::SessionContextExt;
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
-use datafusion::common::config::TableParquetOptions;
 use datafusion::datasource::file_format::format_as_file_type;
 use datafusion::datasource::file_format::json::JsonFormatFactory;
 use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
@@ -43,6 +42,9 @@ fn with_settings(
     mut config: SessionConfig,
     settings: &BTreeMap<String, String>,
 ) -> anyhow::Result<SessionConfig> {
+    // the kit's default for every Parquet output (DataFusion's is zstd(3), slower for little
+    // gain on these columns); a job may choose another
+    config.options_mut().execution.parquet.compression = Some("zstd(1)".into());
     for (key, value) in settings {
         config.options_mut().set(key, value).with_context(|| {
             format!(
@@ -126,8 +128,8 @@ pub(super) async fn write(
     let file_type = if json {
         format_as_file_type(Arc::new(JsonFormatFactory::new()))
     } else {
-        let mut options = TableParquetOptions::default();
-        options.global.compression = Some("zstd(1)".into());
+        // the session's Parquet settings, which a job's `-- set:` lines reach
+        let options = ctx.state().default_table_options().parquet;
         format_as_file_type(Arc::new(ParquetFormatFactory::new_with_options(options)))
     };
     let plan = LogicalPlanBuilder::copy_to(
@@ -275,6 +277,10 @@ mod tests {
         ]);
         let config = with_settings(SessionConfig::new(), &settings).expect("known settings");
         assert!(!config.options().optimizer.repartition_joins);
+        assert_eq!(
+            config.options().execution.parquet.compression.as_deref(),
+            Some("zstd(1)")
+        );
         // the kit's dialect wins: steps name columns in their case
         assert!(!config.options().sql_parser.enable_ident_normalization);
 

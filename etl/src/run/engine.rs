@@ -48,7 +48,7 @@ fn with_settings(
     for (key, value) in settings {
         config.options_mut().set(key, value).with_context(|| {
             format!(
-                "the job's `-- set: {key} = {value}` is not a setting of this DataFusion version"
+                "the job's `-- set: {key} = {value}` is not a valid DataFusion setting; fix or remove that line"
             )
         })?;
     }

@@ -123,7 +123,7 @@ impl PartitionWriteExec {
                 template.name()
             ))
         })?;
-        if !sink.sink().is::<ParquetSink>() && !sink.sink().is::<JsonSink>() {
+        if !is_file_sink(sink.sink()) {
             return Err(DataFusionError::Internal(
                 "a partition write needs a Parquet or JSON file sink".into(),
             ));
@@ -152,6 +152,11 @@ impl PartitionWriteExec {
             .downcast_ref::<DataSinkExec>()
             .expect("checked in with_ids")
     }
+}
+
+/// The sinks [`tagged_sink`] can rebuild with file names of a partition's own.
+fn is_file_sink(sink: &dyn DataSink) -> bool {
+    sink.is::<ParquetSink>() || sink.is::<JsonSink>()
 }
 
 /// The template's sink, naming its files `*.{tag}.{extension}`.
@@ -303,8 +308,7 @@ impl DistributeWrites {
             Some(gather) => Arc::clone(gather.input()),
             None => Arc::clone(sink.input()),
         };
-        let file_sink = sink.sink().is::<ParquetSink>() || sink.sink().is::<JsonSink>();
-        if !file_sink
+        if !is_file_sink(sink.sink())
             || sink.sort_order().is_some()
             || input.properties().output_partitioning().partition_count() < 2
         {
@@ -351,6 +355,27 @@ impl PhysicalOptimizerRule for DistributeWrites {
     fn schema_check(&self) -> bool {
         // sum(count) is nullable where the sink's count is not
         false
+    }
+}
+
+/// The scheduler's query planner: DataFusion's, then [`DistributeWrites`]. Ballista's adaptive
+/// planner replaces the session's physical optimizer rules with its own list, but plans the
+/// job's first physical plan with the session's query planner, so this is where a rule of ours
+/// reaches every job.
+#[derive(Debug, Default)]
+pub struct DistributedWritesPlanner;
+
+#[async_trait::async_trait]
+impl QueryPlanner for DistributedWritesPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        let plan = DefaultPhysicalPlanner::default()
+            .create_physical_plan(logical_plan, session)
+            .await?;
+        DistributeWrites.optimize(plan, session.config_options())
     }
 }
 
@@ -438,13 +463,7 @@ mod tests {
             "COPY (SELECT x FROM t ORDER BY x) TO '{}/' STORED AS parquet",
             dir.path().display()
         );
-        let plan = ctx
-            .sql(&copy)
-            .await
-            .expect("plans")
-            .create_physical_plan()
-            .await
-            .expect("physical");
+        let plan = physical(&ctx, &copy).await;
         let shown = displayable(plan.as_ref()).indent(true).to_string();
         assert!(shown.contains("DataSinkExec"), "{shown}");
         assert!(!shown.contains("PartitionWriteExec"), "{shown}");
@@ -484,13 +503,7 @@ mod tests {
             "COPY (SELECT x FROM t) TO '{}/' STORED AS parquet",
             dir.path().display()
         );
-        let plan = ctx
-            .sql(&copy)
-            .await
-            .expect("plans")
-            .create_physical_plan()
-            .await
-            .expect("physical");
+        let plan = physical(&ctx, &copy).await;
         let write = Arc::clone(plan.children()[0].children()[0]);
         assert!(write.is::<PartitionWriteExec>());
         let mut written = 0;
@@ -521,6 +534,15 @@ mod tests {
         assert_eq!(back, 5);
     }
 
+    async fn physical(ctx: &SessionContext, sql: &str) -> Arc<dyn ExecutionPlan> {
+        ctx.sql(sql)
+            .await
+            .expect("plans")
+            .create_physical_plan()
+            .await
+            .expect("physical")
+    }
+
     fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         let mut files = Vec::new();
         for entry in std::fs::read_dir(dir).expect("reads dir").flatten() {
@@ -532,26 +554,5 @@ mod tests {
             }
         }
         files
-    }
-}
-
-/// The scheduler's query planner: DataFusion's, then [`DistributeWrites`]. Ballista's adaptive
-/// planner replaces the session's physical optimizer rules with its own list, but plans the
-/// job's first physical plan with the session's query planner, so this is where a rule of ours
-/// reaches every job.
-#[derive(Debug, Default)]
-pub struct DistributedWritesPlanner;
-
-#[async_trait::async_trait]
-impl QueryPlanner for DistributedWritesPlanner {
-    async fn create_physical_plan(
-        &self,
-        logical_plan: &LogicalPlan,
-        session: &dyn Session,
-    ) -> DfResult<Arc<dyn ExecutionPlan>> {
-        let plan = DefaultPhysicalPlanner::default()
-            .create_physical_plan(logical_plan, session)
-            .await?;
-        DistributeWrites.optimize(plan, session.config_options())
     }
 }

@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
+use crate::bzdecode::Decoder;
 use crate::partlines::{PartLines, Units, read_more};
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
@@ -43,10 +44,15 @@ fn scan(window: &[u8], from: u64, to: u64, found: &mut Vec<(u64, Marker)>) {
     let len_bits = window.len() as u64 * 8;
     let mut byte = (from / 8) as usize;
     while (byte as u64) * 8 < to {
-        let mut eight = [0u8; 8];
-        let have = window.len().saturating_sub(byte).min(8);
-        eight[..have].copy_from_slice(&window[byte..byte + have]);
-        let w = u64::from_be_bytes(eight);
+        let w = match window.get(byte..byte + 8) {
+            Some(eight) => u64::from_be_bytes(eight.try_into().expect("eight bytes")),
+            None => {
+                let mut eight = [0u8; 8];
+                let have = window.len().saturating_sub(byte).min(8);
+                eight[..have].copy_from_slice(&window[byte..byte + have]);
+                u64::from_be_bytes(eight)
+            }
+        };
         let mut hit = false;
         for o in 0..8 {
             let v = (w >> (16 - o)) & MASK48;
@@ -114,8 +120,24 @@ impl BitWriter {
     }
 }
 
-/// Decodes the block in window bits `[start, end)` as a stream of its own.
-fn decode_span(window: &[u8], start: u64, end: u64) -> Result<Vec<u8>, String> {
+/// Decodes the block in window bits `[start, end)` into `out`: by `crate::bzdecode`, or by
+/// libbz2 where that refuses it (libbz2 then has the last word).
+fn decode_span(
+    decoder: &mut Decoder,
+    window: &[u8],
+    start: u64,
+    end: u64,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    if decoder.decode(window, start, end, out).is_ok() {
+        return Ok(());
+    }
+    *out = decode_span_libbz2(window, start, end)?;
+    Ok(())
+}
+
+/// Decodes the block in window bits `[start, end)` with libbz2, as a stream of its own.
+fn decode_span_libbz2(window: &[u8], start: u64, end: u64) -> Result<Vec<u8>, String> {
     let len = end - start;
     let whole = (len / 8) as usize;
     let mut stream = Vec::with_capacity(whole + 20);
@@ -177,6 +199,9 @@ pub(crate) fn part<R: Read>(source: R, start: u64, end: Option<u64>) -> PartLine
             markers: VecDeque::new(),
             end_bit: end.map_or(u64::MAX, |e| e * 8),
             searching: true,
+            decoder: Decoder::default(),
+            ready: None,
+            spare: Vec::new(),
             #[cfg(test)]
             planted: Vec::new(),
         },
@@ -198,6 +223,10 @@ pub(crate) struct Blocks<R> {
     end_bit: u64,
     /// No block decoded yet: a first candidate that never decodes is not a block start.
     searching: bool,
+    decoder: Decoder,
+    /// The start of a block decoded ahead into `spare`, its markers already consumed.
+    ready: Option<u64>,
+    spare: Vec<u8>,
     #[cfg(test)]
     planted: Vec<u64>,
 }
@@ -261,13 +290,37 @@ impl<R: Read> Blocks<R> {
         }
     }
 
-    /// The next block at or after the part's start: its start bit and its bytes.
-    fn next_block(&mut self) -> io::Result<Option<(u64, Vec<u8>)>> {
+    /// The next block at or after the part's start: its start bit, its bytes into `out`.
+    fn next_block(&mut self, out: &mut Vec<u8>) -> io::Result<Option<u64>> {
+        if let Some(start) = self.ready.take() {
+            std::mem::swap(out, &mut self.spare);
+            return Ok(Some(start));
+        }
         loop {
             let Some(start) = self.next_start()? else {
                 return Ok(None);
             };
             let base = self.window_start * 8;
+            // two blocks at once where the next is known and this one is still the part's
+            if start < self.end_bit && self.known(3)? == 3 && self.markers[1].1 == Marker::Block {
+                let (second, end) = (self.markers[1].0, self.markers[2].0);
+                let spans = [(start - base, second - base), (second - base, end - base)];
+                let [first, next] =
+                    self.decoder
+                        .decode_two(&self.window, spans, out, &mut self.spare);
+                if first.is_ok() {
+                    let done = if next.is_ok() {
+                        self.ready = Some(second);
+                        2
+                    } else {
+                        1
+                    };
+                    self.markers.drain(..done);
+                    self.searching = false;
+                    self.compact();
+                    return Ok(Some(start));
+                }
+            }
             let mut failure = String::new();
             for joined in 1..=MAX_JOINED {
                 if self.known(joined + 1)? <= joined {
@@ -275,12 +328,18 @@ impl<R: Read> Blocks<R> {
                     break;
                 }
                 let end = self.markers[joined].0;
-                match decode_span(&self.window, start - base, end - base) {
-                    Ok(bytes) => {
+                match decode_span(
+                    &mut self.decoder,
+                    &self.window,
+                    start - base,
+                    end - base,
+                    out,
+                ) {
+                    Ok(()) => {
                         self.markers.drain(..joined);
                         self.searching = false;
                         self.compact();
-                        return Ok(Some((start, bytes)));
+                        return Ok(Some(start));
                     }
                     Err(e) => failure = e,
                 }
@@ -314,14 +373,16 @@ impl<R: Read> Blocks<R> {
 
 impl<R: Read> Units for Blocks<R> {
     fn next(&mut self, skipping: bool, out: &mut Vec<u8>) -> io::Result<Option<bool>> {
-        if skipping && self.next_start()?.is_none_or(|start| start >= self.end_bit) {
+        let next = match self.ready {
+            Some(start) => Some(start),
+            None if skipping => self.next_start()?,
+            None => None,
+        };
+        if skipping && next.is_none_or(|start| start >= self.end_bit) {
             // no block starts in the range: it owns no line, and nothing need be decoded
             return Ok(None);
         }
-        Ok(self.next_block()?.map(|(start, bytes)| {
-            *out = bytes;
-            start < self.end_bit
-        }))
+        Ok(self.next_block(out)?.map(|start| start < self.end_bit))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The ETL runner: feature jobs over iPinYou logs, and the log generator that feeds them.
 
 mod bzblocks;
+mod bzdecode;
 pub mod cli;
 pub mod cluster;
 pub mod gc;

@@ -17,7 +17,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
-use crate::bzdecode::Decoder;
+use crate::bzdecode::{Decoder, LANES};
 use crate::partlines::{PartLines, Units, read_more};
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
@@ -200,7 +200,7 @@ pub(crate) fn part<R: Read>(source: R, start: u64, end: Option<u64>) -> PartLine
             end_bit: end.map_or(u64::MAX, |e| e * 8),
             searching: true,
             decoder: Decoder::default(),
-            ready: None,
+            ready: VecDeque::new(),
             spare: Vec::new(),
             #[cfg(test)]
             planted: Vec::new(),
@@ -224,9 +224,10 @@ pub(crate) struct Blocks<R> {
     /// No block decoded yet: a first candidate that never decodes is not a block start.
     searching: bool,
     decoder: Decoder,
-    /// The start of a block decoded ahead into `spare`, its markers already consumed.
-    ready: Option<u64>,
-    spare: Vec<u8>,
+    /// Blocks decoded ahead (start bit, bytes), their markers already consumed.
+    ready: VecDeque<(u64, Vec<u8>)>,
+    /// Buffers to decode into.
+    spare: Vec<Vec<u8>>,
     #[cfg(test)]
     planted: Vec<u64>,
 }
@@ -292,8 +293,9 @@ impl<R: Read> Blocks<R> {
 
     /// The next block at or after the part's start: its start bit, its bytes into `out`.
     fn next_block(&mut self, out: &mut Vec<u8>) -> io::Result<Option<u64>> {
-        if let Some(start) = self.ready.take() {
-            std::mem::swap(out, &mut self.spare);
+        if let Some((start, mut bytes)) = self.ready.pop_front() {
+            std::mem::swap(out, &mut bytes);
+            self.spare.push(bytes);
             return Ok(Some(start));
         }
         loop {
@@ -301,25 +303,36 @@ impl<R: Read> Blocks<R> {
                 return Ok(None);
             };
             let base = self.window_start * 8;
-            // two blocks at once where the next is known and this one is still the part's
-            if start < self.end_bit && self.known(3)? == 3 && self.markers[1].1 == Marker::Block {
-                let (second, end) = (self.markers[1].0, self.markers[2].0);
-                let spans = [(start - base, second - base), (second - base, end - base)];
-                let [first, next] =
-                    self.decoder
-                        .decode_two(&self.window, spans, out, &mut self.spare);
-                if first.is_ok() {
-                    let done = if next.is_ok() {
-                        self.ready = Some(second);
-                        2
-                    } else {
-                        1
-                    };
+            // the blocks known to follow, decoded at once while they are still the part's
+            // (the first one past it too: the part's last line ends there)
+            let known = self.known(LANES + 1)?;
+            let mut spans = Vec::with_capacity(LANES);
+            for i in 0..known - 1 {
+                let (from, to) = (self.markers[i], self.markers[i + 1]);
+                if from.1 != Marker::Block || (i > 0 && self.markers[i - 1].0 >= self.end_bit) {
+                    break;
+                }
+                spans.push((from.0 - base, to.0 - base));
+            }
+            if spans.len() > 1 {
+                let mut outs: Vec<Vec<u8>> = (0..spans.len())
+                    .map(|_| self.spare.pop().unwrap_or_default())
+                    .collect();
+                let results = self.decoder.decode_many(&self.window, &spans, &mut outs);
+                let done = results.iter().take_while(|r| r.is_ok()).count();
+                if done > 0 {
+                    let mut outs = outs.into_iter();
+                    std::mem::swap(out, &mut outs.next().expect("a first block"));
+                    for (i, bytes) in outs.by_ref().take(done - 1).enumerate() {
+                        self.ready.push_back((self.markers[i + 1].0, bytes));
+                    }
+                    self.spare.extend(outs);
                     self.markers.drain(..done);
                     self.searching = false;
                     self.compact();
                     return Ok(Some(start));
                 }
+                self.spare.extend(outs);
             }
             let mut failure = String::new();
             for joined in 1..=MAX_JOINED {
@@ -373,8 +386,8 @@ impl<R: Read> Blocks<R> {
 
 impl<R: Read> Units for Blocks<R> {
     fn next(&mut self, skipping: bool, out: &mut Vec<u8>) -> io::Result<Option<bool>> {
-        let next = match self.ready {
-            Some(start) => Some(start),
+        let next = match self.ready.front() {
+            Some(&(start, _)) => Some(start),
             None if skipping => self.next_start()?,
             None => None,
         };

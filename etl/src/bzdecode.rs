@@ -50,8 +50,9 @@ impl Bits<'_> {
             Some(eight) => u64::from_be_bytes(eight.try_into().expect("eight bytes")),
             None => {
                 let mut eight = [0u8; 8];
-                let have = self.data.len().saturating_sub(byte).min(8);
-                eight[..have].copy_from_slice(&self.data[byte..byte + have]);
+                let tail = self.data.get(byte..).unwrap_or_default();
+                let have = tail.len().min(8);
+                eight[..have].copy_from_slice(&tail[..have]);
                 u64::from_be_bytes(eight)
             }
         };
@@ -688,6 +689,40 @@ mod tests {
         let at = ((s + e) / 2 / 8) as usize;
         file[at] ^= 0x10;
         assert!(d.decode(&file, s, e, &mut out).is_err());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Damaged files and wrong spans are refused, never a panic or an unchecked output.
+        #[test]
+        fn damage_is_refused_without_a_panic(seed in 1u64..u64::MAX, flips in proptest::collection::vec((0usize..1 << 20, 0u8..8), 0..4), cut in 0usize..1 << 20, shift in 0u64..64) {
+            let text = text(seed, 250_000, 1 + seed % 255);
+            let mut file = compress(&text, 1);
+            let spans = block_spans(&file);
+            let spans = &spans[..spans.len().min(LANES)];
+            let mut d = Decoder::default();
+            let mut clean = vec![Vec::new(); spans.len()];
+            for r in d.decode_many(&file, spans, &mut clean) {
+                prop_assert!(r.is_ok());
+            }
+            for (at, bit) in &flips {
+                let at = at % file.len();
+                file[at] ^= 1 << bit;
+            }
+            file.truncate(file.len() - cut % (file.len() / 2));
+            let wrong: Vec<(u64, u64)> = spans.iter().map(|&(s, e)| (s + shift % 3, e + shift)).collect();
+            let mut outs = vec![Vec::new(); spans.len()];
+            for (asked, exact) in [(spans, true), (&wrong[..], shift == 0)] {
+                let results = d.decode_many(&file, asked, &mut outs);
+                for ((r, out), want) in results.iter().zip(&outs).zip(&clean) {
+                    // an output only for the very block asked for, intact
+                    if r.is_ok() {
+                        prop_assert!(exact);
+                        prop_assert_eq!(out, want);
+                    }
+                }
+            }
+        }
     }
 
     proptest! {

@@ -39,11 +39,32 @@ enum Marker {
     End,
 }
 
+/// The bytes after a marker's first, as a 16-bit number, for each of its 8 bit offsets: a
+/// marker can start in a byte only if the next two are one of these 16 pairs.
+static SECOND_AND_THIRD: std::sync::LazyLock<Box<[u64; 1024]>> = std::sync::LazyLock::new(|| {
+    let mut bits = Box::new([0u64; 1024]);
+    for magic in [BLOCK_MAGIC, END_MAGIC] {
+        for offset in 0..8 {
+            let pair = (magic >> (24 + offset)) & 0xffff;
+            bits[(pair >> 6) as usize] |= 1 << (pair & 63);
+        }
+    }
+    bits
+});
+
 /// Candidate markers starting in window bits `[from, to)`, with their bit offsets.
 fn scan(window: &[u8], from: u64, to: u64, found: &mut Vec<(u64, Marker)>) {
     let len_bits = window.len() as u64 * 8;
+    let pairs = &**SECOND_AND_THIRD;
     let mut byte = (from / 8) as usize;
     while (byte as u64) * 8 < to {
+        if let Some(&[second, third]) = window.get(byte + 1..byte + 3) {
+            let pair = usize::from(second) << 8 | usize::from(third);
+            if pairs[pair >> 6] >> (pair & 63) & 1 == 0 {
+                byte += 1;
+                continue;
+            }
+        }
         let w = match window.get(byte..byte + 8) {
             Some(eight) => u64::from_be_bytes(eight.try_into().expect("eight bytes")),
             None => {
@@ -438,6 +459,47 @@ mod tests {
             part.units_mut().planted = planted.to_vec();
             part
         })
+    }
+
+    #[test]
+    fn scan_finds_markers_at_every_bit_offset() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut data: Vec<u8> = (0..20_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut set = |at: u64, value: u64, n: u32| {
+            for i in 0..u64::from(n) {
+                let (byte, bit) = ((at + i) / 8, 7 - (at + i) % 8);
+                let one = (value >> (u64::from(n) - 1 - i)) & 1 == 1;
+                let b = &mut data[byte as usize];
+                *b = (*b & !(1 << bit)) | (u8::from(one) << bit);
+            }
+        };
+        let mut planted = Vec::new();
+        for k in 0..40u64 {
+            let at = 13 + k * 3_989 + k % 8;
+            let marker = if k % 3 == 0 {
+                Marker::End
+            } else {
+                Marker::Block
+            };
+            let magic = if marker == Marker::End {
+                END_MAGIC
+            } else {
+                BLOCK_MAGIC
+            };
+            set(at, magic, 48);
+            set(at + 48, 0, 57); // a plausible origPtr after a block's magic
+            planted.push((at, marker));
+        }
+        let mut found = Vec::new();
+        scan(&data, 0, data.len() as u64 * 8, &mut found);
+        assert_eq!(found, planted);
     }
 
     #[test]

@@ -59,7 +59,11 @@ run_once() {  # ENGINE -> "wall_s tree_rss_mib"
 mkdir -p "$OUT"
 declare -A results
 engines=${ENGINES:-rtb duckdb pyspark}
-echo "data: $BIDS ($(wc -l <"$BIDS") lines), $IMPS; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+case "$BIDS" in
+  *.bz2 | *.gz) size="$(du -h "$BIDS" | cut -f1) compressed" ;;
+  *) size="$(wc -l <"$BIDS") lines" ;;
+esac
+echo "data: $BIDS ($size), $IMPS; load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for i in $(seq 1 "$RUNS"); do
   for e in $engines; do
     r=$(run_once "$e")

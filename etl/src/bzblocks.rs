@@ -150,8 +150,9 @@ fn decode_span(
     end: u64,
     out: &mut Vec<u8>,
 ) -> Result<(), String> {
-    if decoder.decode(window, start, end, out).is_ok() {
-        return Ok(());
+    match decoder.decode(window, start, end, out) {
+        Ok(()) => return Ok(()),
+        Err(why) => tracing::debug!(%why, "a bzip2 block left to libbz2"),
     }
     *out = decode_span_libbz2(window, start, end)?;
     Ok(())

@@ -344,7 +344,8 @@ impl<R: Read> Blocks<R> {
                 let done = results.iter().take_while(|r| r.is_ok()).count();
                 if done > 0 {
                     let mut outs = outs.into_iter();
-                    std::mem::swap(out, &mut outs.next().expect("a first block"));
+                    let first = outs.next().expect("a first block");
+                    self.spare.push(std::mem::replace(out, first));
                     for (i, bytes) in outs.by_ref().take(done - 1).enumerate() {
                         self.ready.push_back((self.markers[i + 1].0, bytes));
                     }

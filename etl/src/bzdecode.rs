@@ -466,6 +466,10 @@ fn walk<const K: usize>(lanes: &mut [&mut Slot]) {
         raws[k] = &mut raw[..];
     }
     let together = raws.iter().map(|r| r.len()).min().unwrap_or(0);
+    #[allow(
+        clippy::needless_range_loop,
+        reason = "one step of every lane per index, the loads of all lanes issued together"
+    )]
     for i in 0..together {
         for k in 0..K {
             let e = tts[k][at[k] as usize];
@@ -534,7 +538,7 @@ fn crc32(bytes: &[u8]) -> u32 {
 
 static CRC_TABLES: std::sync::LazyLock<[[u32; 256]; 8]> = std::sync::LazyLock::new(|| {
     let mut t = [[0u32; 256]; 8];
-    for i in 0..256 {
+    for (i, entry) in t[0].iter_mut().enumerate() {
         let mut c = (i as u32) << 24;
         for _ in 0..8 {
             c = if c & 0x8000_0000 != 0 {
@@ -543,12 +547,13 @@ static CRC_TABLES: std::sync::LazyLock<[[u32; 256]; 8]> = std::sync::LazyLock::n
                 c << 1
             };
         }
-        t[0][i] = c;
+        *entry = c;
     }
+    let first = t[0];
     for k in 1..8 {
-        for i in 0..256 {
-            let prev = t[k - 1][i];
-            t[k][i] = prev << 8 ^ t[0][(prev >> 24) as usize];
+        let prev = t[k - 1];
+        for (entry, p) in t[k].iter_mut().zip(prev) {
+            *entry = p << 8 ^ first[(p >> 24) as usize];
         }
     }
     t
@@ -604,7 +609,7 @@ mod tests {
                 x ^= x >> 7;
                 x ^= x << 17;
                 // runs, so that both run-length stages are exercised
-                if x % 7 == 0 {
+                if x.is_multiple_of(7) {
                     b'z'
                 } else {
                     (x % alphabet) as u8

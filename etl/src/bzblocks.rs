@@ -3,9 +3,12 @@
 //!
 //! A bzip2 stream is a header (`BZh1`..`BZh9`), a run of blocks, each opened by the 48-bit
 //! magic `0x314159265359` at any bit offset, and an end marker `0x177245385090` with the
-//! stream's CRC; pbzip2-style files are several such streams back to back. A block is decoded
-//! alone by wrapping its bits in a one-block stream of its own (header, the block, end marker,
-//! and the block's CRC as the stream's), so the block and stream CRCs are still checked.
+//! stream's CRC; pbzip2-style files are several such streams back to back. Blocks are decoded
+//! by `crate::bzdecode`, several at once, each checked against its CRC. A block it refuses is
+//! decoded by libbz2, wrapped in a one-block stream of its own (header, the block, end marker,
+//! and the block's CRC as the stream's); libbz2's verdict is final. The stream CRCs are not
+//! checked: a part does not see a whole stream, and blocks are contiguous (a block that is
+//! lost leaves a span that does not decode).
 //!
 //! The magic can also occur by chance inside compressed bits. A candidate is taken for a
 //! block only if its `origPtr` is in range, and a span that does not decode is joined with

@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
-use crate::bzdecode::{Decoder, LANES};
+use crate::bzdecode::{Decoder, LANES, be_word};
 use crate::partlines::{PartLines, Units, read_more};
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
@@ -68,15 +68,7 @@ fn scan(window: &[u8], from: u64, to: u64, found: &mut Vec<(u64, Marker)>) {
                 continue;
             }
         }
-        let w = match window.get(byte..byte + 8) {
-            Some(eight) => u64::from_be_bytes(eight.try_into().expect("eight bytes")),
-            None => {
-                let mut eight = [0u8; 8];
-                let have = window.len().saturating_sub(byte).min(8);
-                eight[..have].copy_from_slice(&window[byte..byte + have]);
-                u64::from_be_bytes(eight)
-            }
-        };
+        let w = be_word(window, byte);
         let mut hit = false;
         for o in 0..8 {
             let v = (w >> (16 - o)) & MASK48;
@@ -105,15 +97,18 @@ fn scan(window: &[u8], from: u64, to: u64, found: &mut Vec<(u64, Marker)>) {
     }
 }
 
+/// Every candidate marker's bit offset in a whole file, in order.
+#[cfg(test)]
+pub(crate) fn markers(file: &[u8]) -> Vec<u64> {
+    let mut found = Vec::new();
+    scan(file, 0, file.len() as u64 * 8, &mut found);
+    found.into_iter().map(|(bit, _)| bit).collect()
+}
+
 /// Up to 57 bits of `data` starting at bit `at`, most significant first.
 fn read_bits(data: &[u8], at: u64, n: u32) -> u64 {
     debug_assert!(n <= 57);
-    let byte = (at / 8) as usize;
-    let mut eight = [0u8; 8];
-    let have = data.len().saturating_sub(byte).min(8);
-    eight[..have].copy_from_slice(&data[byte..byte + have]);
-    let w = u64::from_be_bytes(eight);
-    (w << (at % 8)) >> (64 - n)
+    (be_word(data, (at / 8) as usize) << (at % 8)) >> (64 - n)
 }
 
 /// Appends bits to a byte vector, most significant first.
@@ -428,24 +423,16 @@ impl<R: Read> Units for Blocks<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bzdecode::testing::{compress, xorshift};
     use crate::partlines::testing::{self, check};
     use proptest::prelude::*;
-    use std::io::Write;
-
-    fn compress(text: &[u8], level: u32) -> Vec<u8> {
-        let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::new(level));
-        e.write_all(text).expect("compress");
-        e.finish().expect("finish")
-    }
 
     /// Lines of varying length, some long enough to span blocks at level 1.
     fn text(seed: u64, lines: usize) -> Vec<u8> {
         let mut out = Vec::new();
         let mut x = seed | 1;
         for i in 0..lines {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            xorshift(&mut x);
             let len = if i % 997 == 5 {
                 150_000
             } else {
@@ -469,14 +456,7 @@ mod tests {
     #[test]
     fn scan_finds_markers_at_every_bit_offset() {
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut data: Vec<u8> = (0..20_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let mut data: Vec<u8> = (0..20_000).map(|_| xorshift(&mut x) as u8).collect();
         let mut set = |at: u64, value: u64, n: u32| {
             for i in 0..u64::from(n) {
                 let (byte, bit) = ((at + i) / 8, 7 - (at + i) % 8);

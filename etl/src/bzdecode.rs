@@ -45,17 +45,7 @@ impl Bits<'_> {
     /// The next `n` bits, 1 <= n <= 32, without consuming them.
     #[inline(always)]
     fn peek(&self, n: u32) -> u32 {
-        let byte = (self.pos / 8) as usize;
-        let word = match self.data.get(byte..byte + 8) {
-            Some(eight) => u64::from_be_bytes(eight.try_into().expect("eight bytes")),
-            None => {
-                let mut eight = [0u8; 8];
-                let tail = self.data.get(byte..).unwrap_or_default();
-                let have = tail.len().min(8);
-                eight[..have].copy_from_slice(&tail[..have]);
-                u64::from_be_bytes(eight)
-            }
-        };
+        let word = be_word(self.data, (self.pos / 8) as usize);
         ((word << (self.pos % 8)) >> (64 - n)) as u32
     }
 
@@ -68,6 +58,21 @@ impl Bits<'_> {
 
     fn bit(&mut self) -> bool {
         self.take(1) == 1
+    }
+}
+
+/// The eight bytes from `byte` as a big-endian number, zeros past the end of `data`.
+#[inline(always)]
+pub(crate) fn be_word(data: &[u8], byte: usize) -> u64 {
+    match data.get(byte..byte + 8) {
+        Some(eight) => u64::from_be_bytes(eight.try_into().expect("eight bytes")),
+        None => {
+            let mut eight = [0u8; 8];
+            let tail = data.get(byte..).unwrap_or_default();
+            let have = tail.len().min(8);
+            eight[..have].copy_from_slice(&tail[..have]);
+            u64::from_be_bytes(eight)
+        }
     }
 }
 
@@ -561,31 +566,38 @@ static CRC_TABLES: std::sync::LazyLock<[[u32; 256]; 8]> = std::sync::LazyLock::n
     t
 });
 
+/// What the bzip2 tests of this crate share.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use proptest::prelude::*;
-    use std::io::{Read, Write};
+pub(crate) mod testing {
+    use std::io::Write;
 
-    fn compress(text: &[u8], level: u32) -> Vec<u8> {
+    /// `text` as libbz2 compresses it at `level` (1-9: blocks of 100k to 900k).
+    pub(crate) fn compress(text: &[u8], level: u32) -> Vec<u8> {
         let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::new(level));
         e.write_all(text).expect("compress");
         e.finish().expect("finish")
     }
 
-    /// The spans between a one-stream file's markers, found bit by bit (these small files hold
-    /// no magic by chance).
+    /// The next of a xorshift sequence: test data that is the same on every run.
+    pub(crate) fn xorshift(x: &mut u64) -> u64 {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{compress, xorshift};
+    use super::*;
+    use proptest::prelude::*;
+    use std::io::Read;
+
+    /// The spans between a one-stream file's markers (these small files hold no magic by
+    /// chance).
     fn block_spans(file: &[u8]) -> Vec<(u64, u64)> {
-        let mut marks = Vec::new();
-        for bit in 0..file.len() as u64 * 8 - 48 {
-            let v = (0..48).fold(0u64, |v, k| {
-                let at = bit + k;
-                v << 1 | u64::from(file[(at / 8) as usize] >> (7 - at % 8) & 1)
-            });
-            if v == 0x3141_5926_5359 || v == 0x1772_4538_5090 {
-                marks.push(bit);
-            }
-        }
+        let marks = crate::bzblocks::markers(file);
         marks.windows(2).map(|w| (w[0], w[1])).collect()
     }
 
@@ -607,9 +619,7 @@ mod tests {
         let mut x = seed | 1;
         (0..len)
             .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+                let x = xorshift(&mut x);
                 // runs, so that both run-length stages are exercised
                 if x.is_multiple_of(7) {
                     b'z'

@@ -295,7 +295,10 @@ mod tests {
                 }],
                 report_dir: "s3://out/runs/x/ingest/".into(),
                 dialect: rtb_features::Dialect::Spark,
-                range_bytes: 16,
+                ranges: crate::ingest::Ranges {
+                    bytes: 16,
+                    multiple: 1,
+                },
             },
             columns: vec![0, 3, 6],
             limit: None,
@@ -403,7 +406,10 @@ mod tests {
                 }],
                 report_dir: "s3://out/runs/x/ingest/".into(),
                 dialect: rtb_features::Dialect::Strict,
-                range_bytes: 16,
+                ranges: crate::ingest::Ranges {
+                    bytes: 16,
+                    multiple: 1,
+                },
             },
             columns: vec![0],
             limit: None,

@@ -60,15 +60,19 @@ fn with_settings(
     Ok(rtb_expr::sql_config(config))
 }
 
+/// The engine's parallelism: `--partitions`, else the cores here.
+pub(super) fn partitions(args: &RunArgs) -> usize {
+    args.partitions
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from))
+}
+
 pub(super) async fn session(
     args: &RunArgs,
     limit: usize,
     settings: &BTreeMap<String, String>,
     locations: &[&Location],
 ) -> anyhow::Result<SessionContext> {
-    let partitions = args
-        .partitions
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, usize::from));
+    let partitions = partitions(args);
     let ctx = match &args.cluster {
         Some(url) => {
             // the memory pool and spill folder are the executors' own settings on a cluster

@@ -8,7 +8,7 @@ use rtb_storage::Location;
 use object_store::ObjectStoreExt as _;
 
 use crate::ingest::{
-    FileReport, InputFile, Part, RejectRecord, parts_of, rejects_name, report_name,
+    FileReport, InputFile, Part, Ranges, RejectRecord, parts_of, rejects_name, report_name,
 };
 
 /// `*` matches any run of characters, `?` one character.
@@ -41,11 +41,11 @@ pub(super) async fn read_reports(
     out: &Location,
     dir: &str,
     files: &[InputFile],
-    range_bytes: u64,
+    ranges: Ranges,
 ) -> anyhow::Result<Vec<FileReport>> {
     let mut reports = Vec::with_capacity(files.len());
     for (i, file) in files.iter().enumerate() {
-        let parts = parts_of(i, file, range_bytes);
+        let parts = parts_of(i, file, ranges);
         let mut merged: Option<FileReport> = None;
         // (part, the lines before it) for the parts that rejected lines
         let mut rejecting: Vec<(Part, u64)> = Vec::new();

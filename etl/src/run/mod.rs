@@ -40,11 +40,13 @@ use rtb_storage::commit::{CommitError, Staging};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use crate::ingest::{InputFile, RawLogSpec, RawLogTable};
+use crate::ingest::{InputFile, Ranges, RawLogSpec, RawLogTable};
 use crate::job::{self, Job, StepRole};
 use crate::{cluster, udf};
 pub use engine::read_parquet;
-use engine::{cluster_grouped_rows, fit_vocabulary, grouped_rows, groups_into, session, write};
+use engine::{
+    cluster_grouped_rows, fit_vocabulary, grouped_rows, groups_into, partitions, session, write,
+};
 pub use inputs::wildcard_match;
 use inputs::{list_inputs, read_reports};
 pub use summary::render;
@@ -86,7 +88,9 @@ pub struct RunArgs {
     /// Input files are read in byte ranges of this size, one task each, so one large day keeps
     /// every core (and every executor) busy; 0 reads each file as one task. A `.bz2` or `.gz`
     /// file's ranges are a quarter of this (its bytes decode to about four times as many); a
-    /// `.gz` file of one gzip member is still decoded by one task. Default: 128MiB.
+    /// `.gz` file of one gzip member is still decoded by one task. A split file's range count
+    /// is rounded up to a multiple of `--partitions`, its ranges made equal (so never larger
+    /// than this), and the last wave of tasks keeps every core busy. Default: 128MiB.
     #[arg(long, env = "RTB_RANGE_SIZE")]
     pub range_size: Option<String>,
     /// Memory pool for joins, aggregations and sorts; beyond it they spill to disk.
@@ -233,7 +237,10 @@ pub async fn run_with_progress(
     let plan = plan_job(&job).await?;
     let limit = parse_size(&args.memory_limit)?;
     let range_size = args.range_size.as_deref().unwrap_or(DEFAULT_RANGE_SIZE);
-    let range_bytes = parse_size(range_size).context("--range-size")? as u64;
+    let ranges = Ranges {
+        bytes: parse_size(range_size).context("--range-size")? as u64,
+        multiple: partitions(&args) as u64,
+    };
     let input = Location::parse(&args.input)?;
     let out = Location::parse(&args.out)?;
     // a run written among raw logs would be listed as input by the next run, or mixed with it
@@ -297,7 +304,7 @@ pub async fn run_with_progress(
         job_source: &job_source,
         job_text: &job_text,
         limit,
-        range_bytes,
+        ranges,
         out: &out,
         run_prefix: format!("runs/{run_id}"),
         run_id,
@@ -362,8 +369,7 @@ struct RunContext<'a> {
     job_source: &'a str,
     job_text: &'a str,
     limit: usize,
-    /// `--range-size` in bytes.
-    range_bytes: u64,
+    ranges: Ranges,
     out: &'a Location,
     run_prefix: String,
     run_id: String,
@@ -406,7 +412,7 @@ async fn plan_job(job: &Job) -> anyhow::Result<contract::JobPlan> {
             files: Vec::new(),
             report_dir: String::new(),
             dialect: Dialect::Strict,
-            range_bytes: 0,
+            ranges: Ranges::default(),
         };
         ctx.register_table(name, Arc::new(RawLogTable::new(spec, None)))?;
     }
@@ -445,7 +451,7 @@ async fn execute(
             files,
             report_dir: ingest_dir.clone(),
             dialect: args.read_as,
-            range_bytes: run.range_bytes,
+            ranges: run.ranges,
         };
         ctx.register_table(
             name,
@@ -538,7 +544,7 @@ async fn execute(
         out,
         &format!("{}/ingest", run.run_prefix),
         &all_files,
-        run.range_bytes,
+        run.ranges,
     )
     .await?;
     for kind in [LogKind::Bid, LogKind::Imp] {

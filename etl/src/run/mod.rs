@@ -239,7 +239,7 @@ pub async fn run_with_progress(
     let range_size = args.range_size.as_deref().unwrap_or(DEFAULT_RANGE_SIZE);
     let ranges = Ranges {
         bytes: parse_size(range_size).context("--range-size")? as u64,
-        multiple: partitions(&args) as u64,
+        multiple: partitions(args) as u64,
     };
     let input = Location::parse(&args.input)?;
     let out = Location::parse(&args.out)?;

@@ -348,7 +348,8 @@ impl RawLogScanExec {
         let schema = Arc::new(schema_of(spec.table.kind).project(&spec.columns)?);
         let parts = spec.table.parts();
         // statistics stay unknown on purpose: a planner that believed a scan small could
-        // duplicate it into several tasks
+        // duplicate it into several tasks (and an estimate only pays on a cluster whose
+        // grouped steps are not staged, which hung on a lost executor: BENCHMARKS.md, session 16)
         let properties = PlanProperties::new(
             EquivalenceProperties::new(Arc::clone(&schema)),
             Partitioning::UnknownPartitioning(

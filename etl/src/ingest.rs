@@ -990,6 +990,10 @@ mod tests {
         Ranges { bytes, multiple: 1 }
     }
 
+    fn spans(parts: &[Part]) -> Vec<(u64, Option<u64>)> {
+        parts.iter().map(|p| (p.start, p.end)).collect()
+    }
+
     fn file(url: &str, size: u64) -> InputFile {
         InputFile {
             url: url.into(),
@@ -1001,9 +1005,8 @@ mod tests {
     #[test]
     fn plain_files_split_into_ranges_that_cover_them_once() {
         let parts = parts_of(3, &file("file:///d/bid.txt", 1000), one(300));
-        let spans: Vec<(u64, Option<u64>)> = parts.iter().map(|p| (p.start, p.end)).collect();
         assert_eq!(
-            spans,
+            spans(&parts),
             [
                 (0, Some(250)),
                 (250, Some(500)),
@@ -1025,9 +1028,8 @@ mod tests {
                 multiple: 3,
             },
         );
-        let spans: Vec<(u64, Option<u64>)> = balanced.iter().map(|p| (p.start, p.end)).collect();
         assert_eq!(
-            spans,
+            spans(&balanced),
             [
                 (0, Some(167)),
                 (167, Some(334)),

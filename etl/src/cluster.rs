@@ -228,6 +228,18 @@ impl PhysicalExtensionCodec for RtbPhysicalCodec {
     }
 }
 
+/// The gRPC address of the scheduler a `df://host:port` URL names, as Ballista's client forms it.
+pub fn scheduler_url(cluster: &str) -> DfResult<String> {
+    let url = url::Url::parse(cluster)
+        .map_err(|e| DataFusionError::Configuration(format!("{cluster} is not a URL: {e}")))?;
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => Ok(format!("http://{host}:{port}")),
+        _ => Err(DataFusionError::Configuration(format!(
+            "{cluster} names no scheduler host and port: write df://host:port"
+        ))),
+    }
+}
+
 /// Session settings shared by client, scheduler and executors (a Ballista `ConfigProducer`).
 pub fn session_config() -> SessionConfig {
     rtb_expr::sql_config(

@@ -517,10 +517,20 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
             "failed cleanly"
         }
     );
+    // grouped rows come from the scheduler's task metrics: a task run again must replace its
+    // count, never add to it
+    let distinct_imps = summed(&summary, "imp_lines") - summed(&summary, "duplicate_imp_lines");
+    let grouped = |m: &Value| {
+        (
+            m["rows"]["bids_grouped"].as_u64(),
+            m["rows"]["imps_grouped"].as_u64(),
+        )
+    };
     if output.status.success() {
         // the scheduler re-ran the lost work elsewhere
         let m = manifest(&bucket, "out");
         assert_eq!(m["rows"]["transformed"].as_u64(), Some(valid_bids));
+        assert_eq!(grouped(&m), (Some(valid_bids), Some(distinct_imps)));
     } else {
         assert!(stderr.contains("nothing was committed"), "{stderr}");
         assert!(
@@ -544,6 +554,7 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
         Some(valid_bids),
         "{rerun}"
     );
+    assert_eq!(grouped(&m), (Some(valid_bids), Some(distinct_imps)));
     let positives: u64 = ["train", "valid", "test"]
         .iter()
         .map(|s| m["splits"][s]["label_1"].as_u64().unwrap_or(0))

@@ -6,6 +6,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use ballista::prelude::SessionContextExt;
+use ballista_core::execution_plans::DistributedQueryExec;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::{GetJobMetricsParams, OperatorMetricsSet};
 use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Int64Type};
 use datafusion::datasource::file_format::format_as_file_type;
@@ -16,8 +19,10 @@ use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
+use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
+use datafusion_proto::protobuf::LogicalPlanNode;
 use futures::TryStreamExt;
 use rtb_features::vocabulary::{FeatureVocabulary, StringIndexer};
 use rtb_storage::Location;
@@ -204,6 +209,117 @@ pub(super) fn grouped_rows(
     }
 }
 
+/// [`grouped_rows`] for a plan that ran on a cluster: the aggregations ran on executors, so
+/// their rows come from the scheduler, which folds each task's metrics into its stage's by
+/// partition (a task run again after an executor loss replaces its own, never adds to them).
+pub(super) async fn cluster_grouped_rows(
+    scheduler: &str,
+    plan: &Arc<dyn ExecutionPlan>,
+    steps: &[(String, Vec<String>)],
+    out: &mut BTreeMap<String, u64>,
+) -> anyhow::Result<()> {
+    let job = job_of(plan).context("the cluster's plan has no Ballista job to ask about")?;
+    let mut client = SchedulerGrpcClient::connect(scheduler.to_owned())
+        .await
+        .with_context(|| format!("cannot reach the Ballista scheduler at {scheduler}"))?
+        .max_decoding_message_size(64 << 20);
+    let metrics = client
+        .get_job_metrics(GetJobMetricsParams {
+            job_id: job.clone(),
+        })
+        .await
+        .with_context(|| format!("the scheduler has no metrics of job {job}"))?
+        .into_inner();
+    for operator in metrics.stages.into_iter().flat_map(|s| s.operators) {
+        let Some(columns) = final_aggregate_columns(&operator.operator_desc) else {
+            continue;
+        };
+        if let Some((name, _)) = steps.iter().find(|(_, cols)| *cols == columns) {
+            let set: MetricsSet = OperatorMetricsSet {
+                metrics: operator.metrics,
+            }
+            .try_into()
+            .with_context(|| format!("the metrics of job {job} do not decode"))?;
+            let rows = set.output_rows().unwrap_or(0) as u64;
+            *out.entry(name.clone()).or_default() += rows;
+        }
+    }
+    Ok(())
+}
+
+/// The id of the Ballista job a cluster plan ran as.
+fn job_of(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+    let any: &dyn std::any::Any = plan.as_ref();
+    if let Some(query) = any.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>() {
+        return query.job_id().map(|id| id.to_string());
+    }
+    plan.children().into_iter().find_map(job_of)
+}
+
+/// The output columns of a final aggregation, read from its one-line display (the form the
+/// scheduler reports operators in), `None` for any other operator. A name that the display
+/// cannot carry unambiguously (one holding `, ` or ` as `) does not match any step.
+fn final_aggregate_columns(desc: &str) -> Option<Vec<String>> {
+    let rest = desc.strip_prefix("AggregateExec: mode=")?;
+    let (mode, rest) = rest.split_once(", gby=[")?;
+    if !matches!(
+        mode,
+        "Final" | "FinalPartitioned" | "Single" | "SinglePartitioned"
+    ) {
+        return None;
+    }
+    let (gby, rest) = split_bracketed(rest)?;
+    let rest = rest.strip_prefix(", aggr=[")?;
+    let (aggr, _) = split_bracketed(rest)?;
+    let mut columns = Vec::new();
+    for item in top_level_items(gby).chain(top_level_items(aggr)) {
+        if item.starts_with('(') {
+            // grouping sets: the embedded count does not read them either
+            return None;
+        }
+        let name = item.rsplit_once(" as ").map_or(item, |(_, alias)| alias);
+        columns.push(name.to_owned());
+    }
+    Some(columns)
+}
+
+/// `text` up to the `]` closing an already opened `[`, and what follows that `]`.
+fn split_bracketed(text: &str) -> Option<(&str, &str)> {
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' | '[' | '{' => depth += 1,
+            ')' | '}' => depth = depth.saturating_sub(1),
+            ']' if depth == 0 => return Some((&text[..i], &text[i + 1..])),
+            ']' => depth -= 1,
+            _ => {}
+        }
+    }
+    None
+}
+
+/// The `, `-separated items of `list` outside any brackets.
+fn top_level_items(list: &str) -> impl Iterator<Item = &str> {
+    let mut items = Vec::new();
+    let (mut depth, mut start) = (0usize, 0);
+    let bytes = list.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        match b {
+            b'(' | b'[' | b'{' => depth += 1,
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            b',' if depth == 0 && bytes.get(i + 1) == Some(&b' ') => {
+                items.push(&list[start..i]);
+                start = i + 2;
+            }
+            _ => {}
+        }
+    }
+    if !list.is_empty() {
+        items.push(&list[start..]);
+    }
+    items.into_iter()
+}
+
 /// Whether `plan` is an aggregation whose output columns are `columns` (under projections),
 /// the shape [`grouped_rows`] recognises in a physical plan.
 pub(super) fn groups_into(plan: &LogicalPlan, columns: &[String]) -> bool {
@@ -266,6 +382,39 @@ pub async fn read_parquet(ctx: &SessionContext, url: &str) -> anyhow::Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn final_aggregations_are_read_from_the_schedulers_operator_lines() {
+        let bids = "AggregateExec: mode=FinalPartitioned, gby=[BidID@0 as BidID, Timestamp@1 as Timestamp, UserAgent@6 as UserAgent], aggr=[]";
+        assert_eq!(
+            final_aggregate_columns(bids),
+            Some(vec!["BidID".into(), "Timestamp".into(), "UserAgent".into()])
+        );
+        let counted = "AggregateExec: mode=Single, gby=[substr(Domain@0, 1, 3) as d, CAST(x@1 AS Utf8) as x], aggr=[count(Int64(1)), sum(a@2) as total], lim=[10], ordering_mode=Sorted";
+        assert_eq!(
+            final_aggregate_columns(counted),
+            Some(vec![
+                "d".into(),
+                "x".into(),
+                "count(Int64(1))".into(),
+                "total".into()
+            ])
+        );
+        let partial = "AggregateExec: mode=Partial, gby=[BidID@0 as BidID], aggr=[]";
+        assert_eq!(final_aggregate_columns(partial), None);
+        let sets =
+            "AggregateExec: mode=Final, gby=[(a@0 as a, NULL as b), (a@0 as a, b@1 as b)], aggr=[]";
+        assert_eq!(final_aggregate_columns(sets), None);
+        assert_eq!(
+            final_aggregate_columns("ProjectionExec: expr=[a@0 as a]"),
+            None
+        );
+        // cut short: no closing bracket
+        assert_eq!(
+            final_aggregate_columns("AggregateExec: mode=Final, gby=[a@0 as a"),
+            None
+        );
+    }
 
     #[test]
     fn job_settings_reach_the_engine_and_unknown_ones_stop_the_run() {

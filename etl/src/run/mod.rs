@@ -42,9 +42,11 @@ use tracing::{info, warn};
 
 use crate::ingest::{InputFile, Ranges, RawLogSpec, RawLogTable};
 use crate::job::{self, Job, StepRole};
-use crate::udf;
+use crate::{cluster, udf};
 pub use engine::read_parquet;
-use engine::{fit_vocabulary, grouped_rows, groups_into, partitions, session, write};
+use engine::{
+    cluster_grouped_rows, fit_vocabulary, grouped_rows, groups_into, partitions, session, write,
+};
 pub use inputs::wildcard_match;
 use inputs::{list_inputs, read_reports};
 pub use summary::render;
@@ -459,6 +461,8 @@ async fn execute(
 
     let mut tally = Tally::default();
     let mut view_columns: Vec<(String, Vec<String>)> = Vec::new();
+    // which of those views group, so a count the engine did not report shows
+    let mut grouped_views: Vec<(String, bool)> = Vec::new();
     let mut fitted: Option<(FeatureVocabulary, rtb_features::FeatureContract)> = None;
     let mut phase = Instant::now();
     for step in &job.steps {
@@ -469,7 +473,22 @@ async fn execute(
                 let df = plan_step(&ctx, &step.name, &sql).await?;
                 let target = run.url("processed/transformed/");
                 let (physical, n) = write(&ctx, df, &target, false, &[]).await?;
-                grouped_rows(&physical, &view_columns, &mut tally.rows);
+                match &args.cluster {
+                    None => grouped_rows(&physical, &view_columns, &mut tally.rows),
+                    Some(url) => {
+                        let scheduler = cluster::scheduler_url(url)?;
+                        cluster_grouped_rows(&scheduler, &physical, &view_columns, &mut tally.rows)
+                            .await?;
+                    }
+                }
+                for (name, _) in grouped_views.iter().filter(|(_, g)| *g) {
+                    if !tally.rows.contains_key(name) {
+                        tracing::warn!(
+                            step = name.as_str(),
+                            "the engine did not report how many rows the grouped step {name} has; the manifest leaves them out"
+                        );
+                    }
+                }
                 tally.rows.insert("transformed".into(), n);
                 ctx.register_parquet("transformed", &target, ParquetReadOptions::default())
                     .await?;
@@ -512,22 +531,8 @@ async fn execute(
                     .iter()
                     .map(|f| f.name().clone())
                     .collect();
-                // on a cluster the aggregation runs on executors and its metrics stay there:
-                // the steps the embedded engine counts from its plan are materialised instead
-                // (written once under _work, counted by the write, read back by later steps)
-                if args.cluster.is_some() && groups_into(df.logical_plan(), &columns) {
-                    let staged = run.url(&format!("_work/{name}/"));
-                    let (_, n) = write(&ctx, df, &staged, false, &[]).await?;
-                    tally.rows.insert(name.to_owned(), n);
-                    ctx.register_parquet(
-                        TableReference::bare(name),
-                        &staged,
-                        ParquetReadOptions::default(),
-                    )
-                    .await?;
-                } else {
-                    ctx.register_table(TableReference::bare(name), df.into_view())?;
-                }
+                grouped_views.push((name.to_owned(), groups_into(df.logical_plan(), &columns)));
+                ctx.register_table(TableReference::bare(name), df.into_view())?;
                 view_columns.push((name.to_owned(), columns));
             }
         }
@@ -558,8 +563,6 @@ async fn execute(
     tally
         .outputs
         .insert(outputs::REJECTS.into(), ingest_dir.clone());
-    out.delete_prefix(&format!("{}/_work", run.run_prefix))
-        .await;
     for (name, file, bytes) in [
         (
             outputs::VOCABULARY,

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::{
-    Server, binary, free_port, gzip_members, http_status, read_json, reports_without, run_ok,
-    s3_env, s3s_fs, sorted_rows,
+    Server, binary, free_port, gzip_members, http_status, read_json, repo_root, reports_without,
+    run_ok, s3_env, s3s_fs, sorted_rows,
 };
 
 struct Cluster {
@@ -241,6 +241,12 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
     // task (as before 09922aa), its rows would be there twice and no GROUP BY would hide it
     let job = work.join("ungrouped.sql");
     std::fs::write(&job, UNGROUPED_JOB).expect("job");
+    // and one whose grouped steps add aggregates under their own names: their rows are still
+    // counted, on the cluster from the scheduler, and equal embedded's
+    let counted = work.join("counted.sql");
+    let shipped = std::fs::read_to_string(repo_root().join("etl/jobs/bid-filtering.sql"))
+        .expect("shipped job");
+    std::fs::write(&counted, counted_job(&shipped)).expect("job");
     let case = |compat, raw, range, job| Case {
         compat,
         raw,
@@ -258,6 +264,7 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
         // 256 KiB of gzip members, each range decoding the members that start in it
         case("strict", "raw-gz", "1MiB", None),
         case("strict", "raw-plain", "256KiB", Some(job.as_path())),
+        case("strict", "raw-plain", "256KiB", Some(counted.as_path())),
     ] {
         cluster_equals_embedded(&env, &work, &bucket, &cluster, case);
     }
@@ -265,7 +272,19 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
         &read_json(&bucket.join("raw-plain/generator-summary.json")),
         "bid_lines",
     );
-    let ungrouped = manifest(&bucket, "cluster-strict-raw-plain-256KiB-job");
+    let recounted = manifest(&bucket, "cluster-strict-raw-plain-256KiB-counted");
+    let plain = manifest(&bucket, "cluster-strict-raw-plain-256KiB");
+    for step in ["bids_grouped", "imps_grouped"] {
+        assert!(
+            recounted["rows"][step].is_u64(),
+            "{step} counted: {recounted}"
+        );
+    }
+    assert_eq!(
+        recounted["rows"]["bids_grouped"], plain["rows"]["bids_grouped"],
+        "the same bids, grouped by the same columns"
+    );
+    let ungrouped = manifest(&bucket, "cluster-strict-raw-plain-256KiB-ungrouped");
     let rejected = ungrouped["rows"]["bids_rejected"]
         .as_u64()
         .expect("rejected");
@@ -274,6 +293,27 @@ fn cluster_run_equals_embedded_run_from_s3_to_s3() {
         Some(lines - rejected),
         "every accepted bid line once"
     );
+}
+
+/// The shipped job with an aggregate in each grouped step (a copy count, and the impressions
+/// grouped by bid alone with `max` and a distinct count, which DataFusion plans as two
+/// aggregations).
+fn counted_job(shipped: &str) -> String {
+    let bids = "SELECT BidID, \"Timestamp\", RegionID, CityID, Domain, AdvertiserID, UserAgent, BiddingPrice\nFROM bids";
+    let imps = "SELECT BidID, BiddingPrice, PayingPrice, UserAgent\nFROM imps\nGROUP BY BidID, BiddingPrice, PayingPrice, UserAgent;";
+    assert!(
+        shipped.contains(bids) && shipped.contains(imps),
+        "the shipped job changed"
+    );
+    shipped
+        .replace(
+            bids,
+            "SELECT BidID, \"Timestamp\", RegionID, CityID, Domain, AdvertiserID, UserAgent, BiddingPrice,\n       count(*) AS copies\nFROM bids",
+        )
+        .replace(
+            imps,
+            "SELECT BidID, max(PayingPrice) AS PayingPrice, count(DISTINCT UserAgent) AS agents\nFROM imps\nGROUP BY BidID;",
+        )
 }
 
 /// The shipped job without its duplicate collapsing: one row per accepted bid line.
@@ -322,7 +362,10 @@ fn cluster_equals_embedded(
         job,
     } = case;
     let params = |name: &str| work.join(name).to_string_lossy().into_owned();
-    let tag = if job.is_some() { "-job" } else { "" };
+    let tag = job
+        .and_then(|j| j.file_stem())
+        .map(|stem| format!("-{}", stem.to_string_lossy()))
+        .unwrap_or_default();
     let (embedded_out, cluster_out) = (
         format!("embedded-{compat}-{raw}-{cluster_range}{tag}"),
         format!("cluster-{compat}-{raw}-{cluster_range}{tag}"),

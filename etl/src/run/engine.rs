@@ -17,7 +17,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormatFactory;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::MetricsSet;
 use datafusion::physical_plan::{ExecutionPlan, collect};
@@ -176,7 +176,8 @@ pub(super) async fn write(
     Ok((physical, rows))
 }
 
-/// Rows out of each final aggregation, keyed by the view step whose columns it produces.
+/// Rows out of each final aggregation, credited to the grouped view step whose GROUP BY it is
+/// (`steps`: name and GROUP BY names, see [`grouping_of`]).
 pub(super) fn grouped_rows(
     plan: &Arc<dyn ExecutionPlan>,
     steps: &[(String, Vec<String>)],
@@ -191,14 +192,14 @@ pub(super) fn grouped_rows(
                 | AggregateMode::Single
                 | AggregateMode::SinglePartitioned
         );
-        if last_stage {
-            let fields: Vec<String> = plan
-                .schema()
-                .fields()
+        if last_stage && agg.group_expr().is_single() {
+            let keys: Vec<&str> = agg
+                .group_expr()
+                .expr()
                 .iter()
-                .map(|f| f.name().clone())
+                .map(|(_, name)| name.as_str())
                 .collect();
-            if let Some((name, _)) = steps.iter().find(|(_, cols)| *cols == fields) {
+            if let Some((name, _)) = steps.iter().find(|(_, k)| *k == keys) {
                 let rows = plan.metrics().and_then(|m| m.output_rows()).unwrap_or(0) as u64;
                 *out.entry(name.clone()).or_default() += rows;
             }
@@ -231,10 +232,10 @@ pub(super) async fn cluster_grouped_rows(
         .with_context(|| format!("the scheduler has no metrics of job {job}"))?
         .into_inner();
     for operator in metrics.stages.into_iter().flat_map(|s| s.operators) {
-        let Some(columns) = final_aggregate_columns(&operator.operator_desc) else {
+        let Some(keys) = final_aggregate_groups(&operator.operator_desc) else {
             continue;
         };
-        if let Some((name, _)) = steps.iter().find(|(_, cols)| *cols == columns) {
+        if let Some((name, _)) = steps.iter().find(|(_, k)| *k == keys) {
             let set: MetricsSet = OperatorMetricsSet {
                 metrics: operator.metrics,
             }
@@ -256,10 +257,10 @@ fn job_of(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
     plan.children().into_iter().find_map(job_of)
 }
 
-/// The output columns of a final aggregation, read from its one-line display (the form the
+/// The GROUP BY names of a final aggregation, read from its one-line display (the form the
 /// scheduler reports operators in), `None` for any other operator. A name that the display
-/// cannot carry unambiguously (one holding `, ` or ` as `) does not match any step.
-fn final_aggregate_columns(desc: &str) -> Option<Vec<String>> {
+/// cannot carry unambiguously (one holding `, ` or ` as `) matches no step.
+fn final_aggregate_groups(desc: &str) -> Option<Vec<String>> {
     let rest = desc.strip_prefix("AggregateExec: mode=")?;
     let (mode, rest) = rest.split_once(", gby=[")?;
     if !matches!(
@@ -269,18 +270,21 @@ fn final_aggregate_columns(desc: &str) -> Option<Vec<String>> {
         return None;
     }
     let (gby, rest) = split_bracketed(rest)?;
-    let rest = rest.strip_prefix(", aggr=[")?;
-    let (aggr, _) = split_bracketed(rest)?;
-    let mut columns = Vec::new();
-    for item in top_level_items(gby).chain(top_level_items(aggr)) {
+    // a complete line has its aggregates after the groups
+    rest.strip_prefix(", aggr=[")?;
+    let mut keys = Vec::new();
+    for item in top_level_items(gby) {
         if item.starts_with('(') {
             // grouping sets: the embedded count does not read them either
             return None;
         }
-        let name = item.rsplit_once(" as ").map_or(item, |(_, alias)| alias);
-        columns.push(name.to_owned());
+        keys.push(
+            item.rsplit_once(" as ")
+                .map_or(item, |(_, alias)| alias)
+                .to_owned(),
+        );
     }
-    Some(columns)
+    Some(keys)
 }
 
 /// `text` up to the `]` closing an already opened `[`, and what follows that `]`.
@@ -320,22 +324,26 @@ fn top_level_items(list: &str) -> impl Iterator<Item = &str> {
     items.into_iter()
 }
 
-/// Whether `plan` is an aggregation whose output columns are `columns` (under projections),
-/// the shape [`grouped_rows`] recognises in a physical plan.
-pub(super) fn groups_into(plan: &LogicalPlan, columns: &[String]) -> bool {
+/// What a view step's plan says about its row count: a GROUP BY under projections (which
+/// never change how many rows there are) is `Some(Some(names))`, counted from the aggregation
+/// the engine runs for it; grouping sets, or a GROUP BY under HAVING or LIMIT, are
+/// `Some(None)`, not counted; a step without a GROUP BY on top is `None`.
+pub(super) fn grouping_of(plan: &LogicalPlan) -> Option<Option<Vec<String>>> {
     match plan {
-        LogicalPlan::Projection(p) => groups_into(&p.input, columns),
-        LogicalPlan::SubqueryAlias(a) => groups_into(&a.input, columns),
+        LogicalPlan::Projection(p) => grouping_of(&p.input),
+        LogicalPlan::SubqueryAlias(a) => grouping_of(&a.input),
+        LogicalPlan::Sort(s) if s.fetch.is_none() => grouping_of(&s.input),
+        // HAVING, LIMIT: fewer rows than the aggregation's
+        LogicalPlan::Filter(f) => grouping_of(&f.input).map(|_| None),
+        LogicalPlan::Limit(l) => grouping_of(&l.input).map(|_| None),
         LogicalPlan::Aggregate(a) => {
-            let names: Vec<&str> = a
-                .schema
-                .fields()
-                .iter()
-                .map(|f| f.name().as_str())
-                .collect();
-            names == columns.iter().map(String::as_str).collect::<Vec<_>>()
+            if matches!(a.group_expr.as_slice(), [Expr::GroupingSet(_)]) {
+                return Some(None);
+            }
+            let names = a.schema.fields().iter().take(a.group_expr.len());
+            Some(Some(names.map(|f| f.name().clone()).collect()))
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -387,32 +395,72 @@ mod tests {
     fn final_aggregations_are_read_from_the_schedulers_operator_lines() {
         let bids = "AggregateExec: mode=FinalPartitioned, gby=[BidID@0 as BidID, Timestamp@1 as Timestamp, UserAgent@6 as UserAgent], aggr=[]";
         assert_eq!(
-            final_aggregate_columns(bids),
+            final_aggregate_groups(bids),
             Some(vec!["BidID".into(), "Timestamp".into(), "UserAgent".into()])
         );
         let counted = "AggregateExec: mode=Single, gby=[substr(Domain@0, 1, 3) as d, CAST(x@1 AS Utf8) as x], aggr=[count(Int64(1)), sum(a@2) as total], lim=[10], ordering_mode=Sorted";
         assert_eq!(
-            final_aggregate_columns(counted),
-            Some(vec![
-                "d".into(),
-                "x".into(),
-                "count(Int64(1))".into(),
-                "total".into()
-            ])
+            final_aggregate_groups(counted),
+            Some(vec!["d".into(), "x".into()])
         );
         let partial = "AggregateExec: mode=Partial, gby=[BidID@0 as BidID], aggr=[]";
-        assert_eq!(final_aggregate_columns(partial), None);
+        assert_eq!(final_aggregate_groups(partial), None);
         let sets =
             "AggregateExec: mode=Final, gby=[(a@0 as a, NULL as b), (a@0 as a, b@1 as b)], aggr=[]";
-        assert_eq!(final_aggregate_columns(sets), None);
+        assert_eq!(final_aggregate_groups(sets), None);
         assert_eq!(
-            final_aggregate_columns("ProjectionExec: expr=[a@0 as a]"),
+            final_aggregate_groups("ProjectionExec: expr=[a@0 as a]"),
             None
         );
-        // cut short: no closing bracket
+        // cut short: no closing bracket, or no aggregates after it
         assert_eq!(
-            final_aggregate_columns("AggregateExec: mode=Final, gby=[a@0 as a"),
+            final_aggregate_groups("AggregateExec: mode=Final, gby=[a@0 as a"),
             None
+        );
+        assert_eq!(
+            final_aggregate_groups("AggregateExec: mode=Final, gby=[a@0 as a]"),
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_grouped_step_is_known_by_its_group_by_whatever_it_selects() {
+        let ctx = SessionContext::new();
+        ctx.sql("CREATE TABLE t (a VARCHAR, b VARCHAR, c BIGINT) AS VALUES ('x', 'y', 1)")
+            .await
+            .expect("table");
+        let grouping = |sql: &'static str| {
+            let ctx = ctx.clone();
+            async move {
+                let df = ctx.sql(sql).await.expect(sql);
+                grouping_of(df.logical_plan())
+            }
+        };
+        let keys = |names: &[&str]| Some(Some(names.iter().map(|n| (*n).to_owned()).collect()));
+        assert_eq!(
+            grouping("SELECT a, b FROM t GROUP BY a, b").await,
+            keys(&["a", "b"])
+        );
+        assert_eq!(
+            grouping("SELECT a AS k, count(*) AS n, max(c) + 1 AS top FROM t GROUP BY a").await,
+            keys(&["a"])
+        );
+        assert_eq!(
+            grouping("SELECT a, count(DISTINCT b) AS bs FROM t GROUP BY a").await,
+            keys(&["a"])
+        );
+        assert_eq!(
+            grouping("SELECT a, b, count(*) FROM t GROUP BY ROLLUP (a, b)").await,
+            Some(None)
+        );
+        assert_eq!(grouping("SELECT a FROM t").await, None);
+        assert_eq!(
+            grouping("SELECT a, b FROM t GROUP BY a, b ORDER BY a").await,
+            keys(&["a", "b"])
+        );
+        assert_eq!(
+            grouping("SELECT a, count(*) AS n FROM t GROUP BY a HAVING count(*) > 1").await,
+            Some(None)
         );
     }
 

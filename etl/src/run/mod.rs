@@ -45,7 +45,7 @@ use crate::job::{self, Job, StepRole};
 use crate::{cluster, udf};
 pub use engine::read_parquet;
 use engine::{
-    cluster_grouped_rows, fit_vocabulary, grouped_rows, groups_into, partitions, session, write,
+    cluster_grouped_rows, fit_vocabulary, grouped_rows, grouping_of, partitions, session, write,
 };
 pub use inputs::wildcard_match;
 use inputs::{list_inputs, read_reports};
@@ -460,9 +460,11 @@ async fn execute(
     }
 
     let mut tally = Tally::default();
-    let mut view_columns: Vec<(String, Vec<String>)> = Vec::new();
-    // which of those views group, so a count the engine did not report shows
-    let mut grouped_views: Vec<(String, bool)> = Vec::new();
+    // grouped view steps, by name and GROUP BY names: their row counts are read from the
+    // aggregation the engine ran for them (see `grouping_of`)
+    let mut grouped: Vec<(String, Vec<String>)> = Vec::new();
+    let mut uncounted: Vec<(String, &str)> = Vec::new();
+    let mut all_keys: Vec<Vec<String>> = Vec::new();
     let mut fitted: Option<(FeatureVocabulary, rtb_features::FeatureContract)> = None;
     let mut phase = Instant::now();
     for step in &job.steps {
@@ -475,18 +477,14 @@ async fn execute(
                 let (physical, n) = write(&ctx, df, &target, false, &[]).await?;
                 let reported = match &args.cluster {
                     None => {
-                        grouped_rows(&physical, &view_columns, &mut tally.rows);
+                        grouped_rows(&physical, &grouped, &mut tally.rows);
                         true
                     }
                     Some(url) => {
                         let scheduler = cluster::scheduler_url(url)?;
-                        let counted = cluster_grouped_rows(
-                            &scheduler,
-                            &physical,
-                            &view_columns,
-                            &mut tally.rows,
-                        )
-                        .await;
+                        let counted =
+                            cluster_grouped_rows(&scheduler, &physical, &grouped, &mut tally.rows)
+                                .await;
                         // the rows are written; only their count is missing
                         if let Err(e) = &counted {
                             warn!(
@@ -496,13 +494,15 @@ async fn execute(
                         counted.is_ok()
                     }
                 };
-                for (name, _) in grouped_views.iter().filter(|(_, g)| *g && reported) {
-                    if !tally.rows.contains_key(name) {
-                        warn!(
-                            step = name.as_str(),
-                            "the engine did not report how many rows the grouped step {name} has; the manifest leaves them out"
-                        );
-                    }
+                let unreported = grouped
+                    .iter()
+                    .filter(|(name, _)| reported && !tally.rows.contains_key(name))
+                    .map(|(name, _)| (name.clone(), "the engine did not report its aggregation"));
+                for (name, why) in uncounted.iter().cloned().chain(unreported) {
+                    warn!(
+                        step = name.as_str(),
+                        "the rows of grouped step {name} are not counted ({why}); the manifest leaves them out"
+                    );
                 }
                 tally.rows.insert("transformed".into(), n);
                 ctx.register_parquet("transformed", &target, ParquetReadOptions::default())
@@ -540,15 +540,26 @@ async fn execute(
             StepRole::View => {
                 let df = plan_step(&ctx, &step.name, &sql).await?;
                 let name = step.name.as_str();
-                let columns: Vec<String> = df
-                    .schema()
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().clone())
-                    .collect();
-                grouped_views.push((name.to_owned(), groups_into(df.logical_plan(), &columns)));
+                match grouping_of(df.logical_plan()) {
+                    Some(Some(keys)) if all_keys.contains(&keys) => {
+                        // their aggregations could not be told apart
+                        const SAME: &str = "another step groups by the same columns";
+                        if let Some(i) = grouped.iter().position(|(_, k)| *k == keys) {
+                            uncounted.push((grouped.remove(i).0, SAME));
+                        }
+                        uncounted.push((name.to_owned(), SAME));
+                    }
+                    Some(Some(keys)) => {
+                        all_keys.push(keys.clone());
+                        grouped.push((name.to_owned(), keys));
+                    }
+                    Some(None) => uncounted.push((
+                        name.to_owned(),
+                        "grouping sets, HAVING or LIMIT over the GROUP BY",
+                    )),
+                    None => {}
+                }
                 ctx.register_table(TableReference::bare(name), df.into_view())?;
-                view_columns.push((name.to_owned(), columns));
             }
         }
     }

@@ -146,8 +146,15 @@ pub fn init_logging(format: &str) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_env("RTB_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
         // the AWS SDK logs every provider it tried, with debug dumps, as warnings; what matters
-        // reaches the user once, in the error that ends the command
-        .unwrap_or_else(|_| EnvFilter::new("info,aws_config=error,aws_smithy_runtime=error"));
+        // reaches the user once, in the error that ends the command. Ballista's client logs
+        // each job's queued, running and finished states (a dozen lines a run); its failures
+        // are errors, and reach the user in the run's own error too
+        .unwrap_or_else(|_| {
+            EnvFilter::new(
+                "info,aws_config=error,aws_smithy_runtime=error,\
+                 ballista_core::execution_plans::distributed_query=warn",
+            )
+        });
     // colour codes only on a terminal: log files and CloudWatch get plain text
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

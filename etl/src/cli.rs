@@ -26,7 +26,7 @@ pub enum Command {
     /// Write iPinYou-format bid and impression logs with a known win model.
     Generate(GenerateArgs),
     /// Run a feature job (SQL file) over raw logs and commit its artifacts.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Delete the run folders killed or failed runs left without a manifest (never a
     /// committed run).
     Gc(crate::gc::GcArgs),

@@ -531,6 +531,10 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
         &cluster.url(),
         "--parameter-store",
         &params,
+        // above the scheduler's 6 s executor timeout: a job Ballista stalls after the loss
+        // fails cleanly instead of hanging the test
+        "--stall-timeout-seconds",
+        "30",
     ];
     let client = Command::new(binary("rtb-etl"))
         .args(run_args)
@@ -604,6 +608,77 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
         .sum();
     let labelled = summed(&summary, "labelled_wins");
     assert_eq!(positives, labelled);
+}
+
+/// A job whose only executor freezes mid-job (stopped, not killed: no task of it finishes, and
+/// none can run elsewhere) is cancelled once the stall timeout passes, and the run fails with
+/// nothing committed instead of waiting forever.
+#[test]
+fn a_job_that_finishes_no_task_is_cancelled_and_nothing_is_committed() {
+    let (_root, _s3, bucket, work, env) = s3_sandbox();
+    run_ok(
+        "rtb-etl",
+        &env,
+        &[
+            "generate",
+            "--out",
+            "s3://aik/raw",
+            "--days",
+            "2",
+            "--bids-per-day",
+            "100000",
+        ],
+    );
+    let cluster = Cluster::start(&env, &work, 1);
+    let params = work.join("params.json").to_string_lossy().into_owned();
+    let client = Command::new(binary("rtb-etl"))
+        .args([
+            "run",
+            "--input",
+            "s3://aik/raw",
+            "--out",
+            "s3://aik/out",
+            "--cluster",
+            &cluster.url(),
+            "--parameter-store",
+            &params,
+            "--stall-timeout-seconds",
+            "10",
+        ])
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("RTB_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("client starts");
+    let started = Instant::now();
+    while !bucket.join("out/runs").is_dir() {
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "job never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let executor = cluster.executors[0].0.0.id().to_string();
+    let stopped = Command::new("kill")
+        .args(["-STOP", &executor])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    let output = client.wait_with_output().expect("client ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("finished no task for 10 s and was cancelled"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("nothing was committed"), "{stderr}");
+    assert!(!bucket.join("out/latest.json").exists());
+    let left = walk(&bucket.join("out"))
+        .into_iter()
+        .filter(|p| p.ends_with("manifest.json"))
+        .count();
+    assert_eq!(left, 0, "a cancelled run left a manifest");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

@@ -23,6 +23,7 @@ pub fn run_args(input: &str, out: &str) -> rtb_etl::run::RunArgs {
         shuffle_buffer: None,
         partitions: Some(2),
         cluster: None,
+        stall_timeout_seconds: 600,
         parameter_store: format!("{out}/params.json"),
     }
 }

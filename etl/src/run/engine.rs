@@ -18,9 +18,9 @@ use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::TrackConsumersPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::aggregates::{AggregateExec, AggregateMode};
 use datafusion::physical_plan::metrics::MetricsSet;
-use datafusion::physical_plan::{ExecutionPlan, collect};
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SessionConfig, SessionContext};
 use datafusion_proto::protobuf::LogicalPlanNode;
 use futures::TryStreamExt;
@@ -28,6 +28,7 @@ use rtb_features::vocabulary::{FeatureVocabulary, StringIndexer};
 use rtb_storage::Location;
 
 use super::pool::RunPool;
+use super::watch::{Watch, collect_watched};
 use super::{RunArgs, parse_size};
 use crate::stores::StoreRegistry;
 use crate::{cluster, udf};
@@ -78,6 +79,16 @@ pub(super) async fn session(
             // the memory pool and spill folder are the executors' own settings on a cluster
             let mut config = with_settings(cluster::session_config(), settings)?
                 .with_target_partitions(partitions);
+            if args.stall_timeout_seconds > 0 {
+                // the watch needs each job's id while it runs: pushed job status carries it
+                // only once the job ends, polled status from the start
+                config = config
+                    .set_bool("ballista.client.pull", true)
+                    .with_extension(Arc::new(Watch {
+                        scheduler: cluster::scheduler_url(url)?,
+                        stall: std::time::Duration::from_secs(args.stall_timeout_seconds),
+                    }));
+            }
             if let Some(size) = &args.shuffle_buffer {
                 config = config.set_usize(
                     "ballista.shuffle.sort_based.memory_limit_per_task_bytes",
@@ -154,7 +165,7 @@ pub(super) async fn write(
         "plan writing {url}:\n{}",
         datafusion::physical_plan::displayable(physical.as_ref()).indent(true)
     );
-    let batches = collect(Arc::clone(&physical), ctx.task_ctx())
+    let batches = collect_watched(ctx, Arc::clone(&physical))
         .await
         .map_err(|e| {
             // an operator that cannot spill further ends the job: say which knob helps
@@ -249,7 +260,7 @@ pub(super) async fn cluster_grouped_rows(
 }
 
 /// The id of the Ballista job a cluster plan ran as.
-fn job_of(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
+pub(super) fn job_of(plan: &Arc<dyn ExecutionPlan>) -> Option<String> {
     let any: &dyn std::any::Any = plan.as_ref();
     if let Some(query) = any.downcast_ref::<DistributedQueryExec<LogicalPlanNode>>() {
         return query.job_id().map(|id| id.to_string());
@@ -351,7 +362,8 @@ pub(super) async fn query_batches(
     ctx: &SessionContext,
     sql: &str,
 ) -> anyhow::Result<Vec<RecordBatch>> {
-    Ok(ctx.sql(sql).await?.collect().await?)
+    let plan = ctx.sql(sql).await?.create_physical_plan().await?;
+    Ok(collect_watched(ctx, plan).await?)
 }
 
 /// Fits one StringIndexer per categorical column of `transformed`.
@@ -368,7 +380,7 @@ pub(super) async fn fit_vocabulary(
             format!("categorical column {name} is not a column of the transformed step")
         })?;
         let mut counts = Vec::new();
-        for batch in df.collect().await? {
+        for batch in collect_watched(ctx, df.create_physical_plan().await?).await? {
             let labels = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
             let labels = labels.as_string::<i32>();
             let n = batch.column(1).as_primitive::<Int64Type>();

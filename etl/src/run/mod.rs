@@ -21,6 +21,7 @@ mod inputs;
 mod pool;
 mod splits;
 mod summary;
+mod watch;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -113,6 +114,12 @@ pub struct RunArgs {
     /// process can reach (s3://, or a folder shared by all machines).
     #[arg(long, env = "RTB_CLUSTER")]
     pub cluster: Option<String>,
+    /// Cluster only: cancel a job in which no task has finished for this long, and fail the
+    /// run with nothing committed (Ballista 55 can leave a job running forever after an
+    /// executor loss: docs/cluster.md). Keep it above the longest task and the scheduler's
+    /// executor timeout; 0 waits forever.
+    #[arg(long, env = "RTB_STALL_TIMEOUT_SECONDS", default_value_t = 600)]
+    pub stall_timeout_seconds: u64,
     /// Where output locations are published under the original's `/aik/...` names: a JSON file
     /// (path or file://), or `ssm://` (AWS SSM Parameter Store; `ssm://?endpoint=URL` for an
     /// emulator).

@@ -58,7 +58,11 @@ impl Cluster {
     }
 
     fn add_executor(&mut self) {
-        let n = self.executors.len();
+        let executor = self.spawn_executor(self.executors.len());
+        self.executors.push(executor);
+    }
+
+    fn spawn_executor(&self, n: usize) -> (Server, u16) {
         let (port, grpc, health) = (free_port(), free_port(), free_port());
         let executor = spawn(
             "rtb-executor",
@@ -90,12 +94,20 @@ impl Cluster {
             ],
             &self.work.join(format!("executor-{n}.log")),
         );
-        self.executors.push((executor, health));
+        (executor, health)
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let started = Instant::now();
         loop {
+            // a port picked free can be taken before the executor binds it (another test's
+            // connection): such an executor exits at once, and gets fresh ports
+            for n in 0..self.executors.len() {
+                if let Ok(Some(status)) = self.executors[n].0.0.try_wait() {
+                    eprintln!("executor {n} exited at start ({status}); starting it again");
+                    self.executors[n] = self.spawn_executor(n);
+                }
+            }
             let scheduler = http_status(self.scheduler_port, "/readyz");
             let executors: Vec<Option<u16>> = self
                 .executors

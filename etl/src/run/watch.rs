@@ -5,6 +5,7 @@
 //! `--stall-timeout-seconds`, it cancels the job and the run fails with nothing committed.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ballista_api_types::dto::{QueryStageSummary, QueryStagesResponse, TaskStatus};
@@ -19,6 +20,12 @@ use hyper::header::HOST;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
+
+/// How long one question to the scheduler may take.
+const ASK: Duration = Duration::from_secs(10);
+
+/// Set once a scheduler gave no progress report for a whole stall time: warned once a process.
+static BLIND: AtomicBool = AtomicBool::new(false);
 
 /// How the client watches its cluster jobs; a session extension, so every step that runs a
 /// plan finds it.
@@ -72,13 +79,16 @@ impl Watch {
         let poll = (self.stall / 10).clamp(Duration::from_millis(200), Duration::from_secs(5));
         let mut last: Option<Progress> = None;
         let mut since = Instant::now();
-        let mut blind = false;
         loop {
             tokio::time::sleep(poll).await;
             let Some(job) = super::engine::job_of(plan) else {
                 continue;
             };
-            match self.stages(&job).await {
+            // a scheduler that takes connections but never answers must not stop the watch
+            let report = tokio::time::timeout(ASK, self.stages(&job))
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer in {ASK:?}")));
+            match report {
                 Ok(now) if last.as_ref() != Some(&now) => {
                     last = Some(now);
                     since = Instant::now();
@@ -92,17 +102,18 @@ impl Watch {
             }
             if last.is_none() {
                 // a scheduler without its REST API would look stalled from the start
-                if !blind {
+                if !BLIND.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
                         "the scheduler at {} answers no job progress (its REST API): cluster \
                          jobs run unwatched",
                         self.scheduler
                     );
-                    blind = true;
                 }
                 continue;
             }
-            self.cancel(&job).await;
+            if tokio::time::timeout(ASK, self.cancel(&job)).await.is_err() {
+                tracing::warn!("the scheduler did not confirm the cancellation of job {job}");
+            }
             return DataFusionError::Execution(format!(
                 "cluster job {job} finished no task for {} s and was cancelled (Ballista can \
                  stall a job after an executor loss: docs/cluster.md); run again, or raise \

@@ -47,10 +47,21 @@ pub(super) async fn collect_watched(
     let Some(watch) = ctx.state().config().get_extension::<Watch>() else {
         return collect(plan, task).await;
     };
-    tokio::select! {
-        done = collect(Arc::clone(&plan), task) => done,
-        stalled = watch.until_stalled(&plan) => Err(stalled),
+    let job = tokio::select! {
+        done = collect(Arc::clone(&plan), task) => return done,
+        job = watch.until_stalled(&plan) => job,
+    };
+    // cancelled only once the job's own polling is dropped, which would otherwise report the
+    // cancellation first, without saying why
+    if tokio::time::timeout(ASK, watch.cancel(&job)).await.is_err() {
+        tracing::warn!("the scheduler did not confirm the cancellation of job {job}");
     }
+    Err(DataFusionError::Execution(format!(
+        "cluster job {job} finished no task for {} s and was cancelled (Ballista can stall a \
+         job after an executor loss: docs/cluster.md); run again, or raise \
+         --stall-timeout-seconds if single tasks of this job run longer",
+        watch.stall.as_secs()
+    )))
 }
 
 /// What changes when a job moves: each stage's state and how many of its tasks finished.
@@ -72,10 +83,10 @@ fn progress_of(stages: &[QueryStageSummary]) -> Progress {
 }
 
 impl Watch {
-    /// Resolves once the job behind `plan` has gone `stall` without progress, after cancelling
-    /// it; never while it moves, nor when the scheduler never reported any. A scheduler that
+    /// The id of the job behind `plan`, once it has gone `stall` without progress; never while
+    /// it moves, nor when the scheduler never reported any. A scheduler that
     /// stops answering is no progress (the job's own polling fails first if it is gone).
-    async fn until_stalled(&self, plan: &Arc<dyn ExecutionPlan>) -> DataFusionError {
+    async fn until_stalled(&self, plan: &Arc<dyn ExecutionPlan>) -> String {
         let poll = (self.stall / 10).clamp(Duration::from_millis(200), Duration::from_secs(5));
         let mut last: Option<Progress> = None;
         let mut since = Instant::now();
@@ -111,15 +122,7 @@ impl Watch {
                 }
                 continue;
             }
-            if tokio::time::timeout(ASK, self.cancel(&job)).await.is_err() {
-                tracing::warn!("the scheduler did not confirm the cancellation of job {job}");
-            }
-            return DataFusionError::Execution(format!(
-                "cluster job {job} finished no task for {} s and was cancelled (Ballista can \
-                 stall a job after an executor loss: docs/cluster.md); run again, or raise \
-                 --stall-timeout-seconds if single tasks of this job run longer",
-                self.stall.as_secs()
-            ));
+            return job;
         }
     }
 

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use ballista::prelude::SessionContextExt;
 use ballista_core::execution_plans::DistributedQueryExec;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
@@ -366,31 +366,49 @@ pub(super) async fn query_batches(
     Ok(collect_watched(ctx, plan).await?)
 }
 
-/// Fits one StringIndexer per categorical column of `transformed`.
+/// Fits one StringIndexer per categorical column of `transformed`, all columns counted in one
+/// query: on a cluster one job, where a job per column cost a scheduling round trip each.
 pub(super) async fn fit_vocabulary(
     ctx: &SessionContext,
     columns: &[String],
 ) -> anyhow::Result<FeatureVocabulary> {
-    let mut fitted = Vec::new();
-    for name in columns {
-        let sql = format!(
-            "SELECT CAST(\"{name}\" AS VARCHAR) AS label, count(*) AS n FROM transformed WHERE \"{name}\" IS NOT NULL GROUP BY \"{name}\""
-        );
-        let df = ctx.sql(&sql).await.with_context(|| {
-            format!("categorical column {name} is not a column of the transformed step")
-        })?;
-        let mut counts = Vec::new();
-        for batch in collect_watched(ctx, df.create_physical_plan().await?).await? {
-            let labels = datafusion::arrow::compute::cast(batch.column(0), &DataType::Utf8)?;
+    let schema = ctx.table("transformed").await?.schema().clone();
+    if let Some(missing) = columns
+        .iter()
+        .find(|name| !schema.has_column_with_unqualified_name(name))
+    {
+        bail!("categorical column {missing} is not a column of the transformed step");
+    }
+    let mut counts: Vec<Vec<(String, u64)>> = vec![Vec::new(); columns.len()];
+    if !columns.is_empty() {
+        let sql = columns
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                format!(
+                    "SELECT CAST({i} AS BIGINT) AS col, CAST(\"{name}\" AS VARCHAR) AS label, count(*) AS n FROM transformed WHERE \"{name}\" IS NOT NULL GROUP BY \"{name}\""
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let plan = ctx.sql(&sql).await?.create_physical_plan().await?;
+        for batch in collect_watched(ctx, plan).await? {
+            let col = batch.column(0).as_primitive::<Int64Type>();
+            let labels = datafusion::arrow::compute::cast(batch.column(1), &DataType::Utf8)?;
             let labels = labels.as_string::<i32>();
-            let n = batch.column(1).as_primitive::<Int64Type>();
+            let n = batch.column(2).as_primitive::<Int64Type>();
             for i in 0..batch.num_rows() {
-                counts.push((labels.value(i).to_owned(), n.value(i) as u64));
+                counts[col.value(i) as usize].push((labels.value(i).to_owned(), n.value(i) as u64));
             }
         }
-        fitted.push((name.clone(), StringIndexer::fit_from_counts(counts)));
     }
-    Ok(FeatureVocabulary::new(fitted))
+    Ok(FeatureVocabulary::new(
+        columns
+            .iter()
+            .cloned()
+            .zip(counts.into_iter().map(StringIndexer::fit_from_counts))
+            .collect(),
+    ))
 }
 
 /// Reads the files of a Parquet output folder as batches (tests, tools).

@@ -3,7 +3,7 @@
 //! (s3s-fs), against the same job embedded; and a cluster that loses an executor mid-job.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -517,19 +517,7 @@ fn cluster_equals_embedded(
 #[test]
 fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
     let (_root, _s3, bucket, work, env) = s3_sandbox();
-    run_ok(
-        "rtb-etl",
-        &env,
-        &[
-            "generate",
-            "--out",
-            "s3://aik/raw",
-            "--days",
-            "2",
-            "--bids-per-day",
-            "100000",
-        ],
-    );
+    generate_two_days(&env);
     let summary = read_json(&bucket.join("raw/generator-summary.json"));
     let mut cluster = Cluster::start(&env, &work, 2);
     let params = work.join("params.json").to_string_lossy().into_owned();
@@ -548,22 +536,8 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
         "--stall-timeout-seconds",
         "30",
     ];
-    let client = Command::new(binary("rtb-etl"))
-        .args(run_args)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("client starts");
     // kill an executor once the job has written its first object
-    let started = Instant::now();
-    while !bucket.join("out/runs").is_dir() {
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "job never started writing"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let client = spawn_writing(&env, &run_args, &bucket);
     cluster.executors[1].0.kill();
     let output = client.wait_with_output().expect("client ends");
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -591,16 +565,7 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
         assert_eq!(m["rows"]["transformed"].as_u64(), Some(valid_bids));
         assert_eq!(grouped(&m), (Some(valid_bids), Some(distinct_imps)));
     } else {
-        assert!(stderr.contains("nothing was committed"), "{stderr}");
-        assert!(
-            !bucket.join("out/latest.json").exists(),
-            "a failed run published latest.json"
-        );
-        let manifests = walk(&bucket.join("out/runs"))
-            .into_iter()
-            .filter(|p| p.ends_with("manifest.json"))
-            .count();
-        assert_eq!(manifests, 0, "a failed run left a manifest");
+        assert_nothing_committed(&bucket, &stderr);
     }
     // a fresh executor joins; the re-run commits complete output
     cluster.add_executor();
@@ -628,23 +593,12 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
 #[test]
 fn a_job_that_finishes_no_task_is_cancelled_and_nothing_is_committed() {
     let (_root, _s3, bucket, work, env) = s3_sandbox();
-    run_ok(
-        "rtb-etl",
-        &env,
-        &[
-            "generate",
-            "--out",
-            "s3://aik/raw",
-            "--days",
-            "2",
-            "--bids-per-day",
-            "100000",
-        ],
-    );
+    generate_two_days(&env);
     let cluster = Cluster::start(&env, &work, 1);
     let params = work.join("params.json").to_string_lossy().into_owned();
-    let client = Command::new(binary("rtb-etl"))
-        .args([
+    let client = spawn_writing(
+        &env,
+        &[
             "run",
             "--input",
             "s3://aik/raw",
@@ -656,7 +610,45 @@ fn a_job_that_finishes_no_task_is_cancelled_and_nothing_is_committed() {
             &params,
             "--stall-timeout-seconds",
             "10",
-        ])
+        ],
+        &bucket,
+    );
+    let executor = cluster.executors[0].0.0.id().to_string();
+    let stopped = Command::new("kill")
+        .args(["-STOP", &executor])
+        .status()
+        .expect("kill runs");
+    assert!(stopped.success());
+    let output = client.wait_with_output().expect("client ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("finished no task for 10 s and was cancelled"),
+        "{stderr}"
+    );
+    assert_nothing_committed(&bucket, &stderr);
+}
+
+fn generate_two_days(env: &[(&'static str, String)]) {
+    run_ok(
+        "rtb-etl",
+        env,
+        &[
+            "generate",
+            "--out",
+            "s3://aik/raw",
+            "--days",
+            "2",
+            "--bids-per-day",
+            "100000",
+        ],
+    );
+}
+
+/// Starts `rtb-etl` with `args` and returns once its run has written its first object.
+fn spawn_writing(env: &[(&'static str, String)], args: &[&str], bucket: &Path) -> Child {
+    let client = Command::new(binary("rtb-etl"))
+        .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .env_remove("RTB_CONFIG")
         .stdout(Stdio::piped())
@@ -671,26 +663,21 @@ fn a_job_that_finishes_no_task_is_cancelled_and_nothing_is_committed() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let executor = cluster.executors[0].0.0.id().to_string();
-    let stopped = Command::new("kill")
-        .args(["-STOP", &executor])
-        .status()
-        .expect("kill runs");
-    assert!(stopped.success());
-    let output = client.wait_with_output().expect("client ends");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("finished no task for 10 s and was cancelled"),
-        "{stderr}"
-    );
+    client
+}
+
+/// A failed run said so, and left no manifest and no `latest.json` under `out`.
+fn assert_nothing_committed(bucket: &Path, stderr: &str) {
     assert!(stderr.contains("nothing was committed"), "{stderr}");
-    assert!(!bucket.join("out/latest.json").exists());
-    let left = walk(&bucket.join("out"))
+    assert!(
+        !bucket.join("out/latest.json").exists(),
+        "a failed run published latest.json"
+    );
+    let manifests = walk(&bucket.join("out"))
         .into_iter()
         .filter(|p| p.ends_with("manifest.json"))
         .count();
-    assert_eq!(left, 0, "a cancelled run left a manifest");
+    assert_eq!(manifests, 0, "a failed run left a manifest");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {

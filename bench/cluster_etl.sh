@@ -6,7 +6,7 @@
 #   task distribution fills one executor's slots first, so 2 executors with 2 slots each would
 #   leave the second idle on a two-file job.
 # The same feature job on the same files, embedded and on a loopback Ballista cluster with each
-# executor count, interleaved per round. Prints wall time per run and the medians.
+# executor count, interleaved per round (embedded first in odd rounds, last in even ones). Prints wall time per run and the medians.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 RAW_DIR OUTDIR" >&2; exit 2; }
 RAW=$(cd "$1" && pwd) OUT=$2 RUNS=${RUNS:-3} SLOTS=${SLOTS:-2}
@@ -50,15 +50,21 @@ run_once() {  # LABEL [EXTRA ARGS] -> wall seconds
 
 declare -A results
 echo "data: $(ls "$RAW" | tr '\n' ' '); $(nproc) cores"
-for round in $(seq 1 "$RUNS"); do
+embedded_round() {
   r=$(run_once embedded); results[embedded]+="$r"$'\n'
   echo "round $round embedded: ${r}s"
+}
+for round in $(seq 1 "$RUNS"); do
+  # a run is slowed by what ran just before it (the page cache it left, the memory it freed):
+  # embedded goes first in odd rounds and last in even ones, so neither side always follows the other
+  [ $((round % 2)) = 1 ] && embedded_round
   for n in ${EXECUTORS:-1 2}; do
     start_cluster "$n"
     r=$(run_once "cluster$n" --cluster "$CLUSTER_URL"); results[cluster$n]+="$r"$'\n'
     echo "round $round cluster, $n executor(s): ${r}s"
   done
   cleanup; pids=()
+  [ $((round % 2)) = 0 ] && embedded_round
 done
 for k in embedded $(for n in ${EXECUTORS:-1 2}; do echo "cluster$n"; done); do
   echo "$k median of $RUNS: $(printf '%s' "${results[$k]}" | awk 'NF' | median)s"

@@ -208,38 +208,18 @@ fn summed(summary: &Value, field: &str) -> u64 {
 fn cluster_run_equals_embedded_run_from_s3_to_s3() {
     let (_root, _s3, bucket, work, env) = s3_sandbox();
     // two days: two bid and two impression files, so both executors get scan tasks
-    run_ok(
-        "rtb-etl",
+    generate_two_days(
         &env,
-        &[
-            "generate",
-            "--out",
-            "s3://aik/raw",
-            "--days",
-            "2",
-            "--bids-per-day",
-            "15000",
-            "--compression",
-            "bzip2",
-            "--malformed-fraction",
-            "0.01",
-        ],
+        "s3://aik/raw",
+        "15000",
+        &["--compression", "bzip2", "--malformed-fraction", "0.01"],
     );
     // the same days as plain text, which the cluster reads in byte ranges (by S3 range GETs)
-    run_ok(
-        "rtb-etl",
+    generate_two_days(
         &env,
-        &[
-            "generate",
-            "--out",
-            "s3://aik/raw-plain",
-            "--days",
-            "2",
-            "--bids-per-day",
-            "15000",
-            "--malformed-fraction",
-            "0.01",
-        ],
+        "s3://aik/raw-plain",
+        "15000",
+        &["--malformed-fraction", "0.01"],
     );
     // and as many gzip members each, written beside them as S3 objects (s3s-fs serves files)
     gzip_members(&bucket.join("raw-plain"), &bucket.join("raw-gz"));
@@ -517,7 +497,7 @@ fn cluster_equals_embedded(
 #[test]
 fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
     let (_root, _s3, bucket, work, env) = s3_sandbox();
-    generate_two_days(&env);
+    generate_two_days(&env, "s3://aik/raw", "100000", &[]);
     let summary = read_json(&bucket.join("raw/generator-summary.json"));
     let mut cluster = Cluster::start(&env, &work, 2);
     let params = work.join("params.json").to_string_lossy().into_owned();
@@ -593,7 +573,7 @@ fn executor_lost_mid_job_commits_all_or_nothing_and_a_rerun_succeeds() {
 #[test]
 fn a_job_that_finishes_no_task_is_cancelled_and_nothing_is_committed() {
     let (_root, _s3, bucket, work, env) = s3_sandbox();
-    generate_two_days(&env);
+    generate_two_days(&env, "s3://aik/raw", "100000", &[]);
     let cluster = Cluster::start(&env, &work, 1);
     let params = work.join("params.json").to_string_lossy().into_owned();
     let client = spawn_writing(
@@ -629,20 +609,24 @@ fn a_job_that_finishes_no_task_is_cancelled_and_nothing_is_committed() {
     assert_nothing_committed(&bucket, &stderr);
 }
 
-fn generate_two_days(env: &[(&'static str, String)]) {
-    run_ok(
-        "rtb-etl",
-        env,
-        &[
-            "generate",
-            "--out",
-            "s3://aik/raw",
-            "--days",
-            "2",
-            "--bids-per-day",
-            "100000",
-        ],
-    );
+/// Generates two days of logs under `out` (`extra`: more `generate` flags).
+fn generate_two_days(
+    env: &[(&'static str, String)],
+    out: &str,
+    bids_per_day: &str,
+    extra: &[&str],
+) {
+    let mut args = vec![
+        "generate",
+        "--out",
+        out,
+        "--days",
+        "2",
+        "--bids-per-day",
+        bids_per_day,
+    ];
+    args.extend_from_slice(extra);
+    run_ok("rtb-etl", env, &args);
 }
 
 /// Starts `rtb-etl` with `args` and returns once its run has written its first object.

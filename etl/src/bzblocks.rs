@@ -4,7 +4,7 @@
 //! A bzip2 stream is a header (`BZh1`..`BZh9`), a run of blocks, each opened by the 48-bit
 //! magic `0x314159265359` at any bit offset, and an end marker `0x177245385090` with the
 //! stream's CRC; pbzip2-style files are several such streams back to back. Blocks are decoded
-//! by `crate::bzdecode`, several at once, each checked against its CRC. A block it refuses is
+//! by `crate::bzdecode`, each checked against its CRC. A block it refuses is
 //! decoded by libbz2, wrapped in a one-block stream of its own (header, the block, end marker,
 //! and the block's CRC as the stream's); libbz2's verdict is final. The stream CRCs are not
 //! checked: a part does not see a whole stream, and blocks are contiguous (a block that is
@@ -20,7 +20,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read};
 
-use crate::bzdecode::{Decoder, LANES, be_word};
+use crate::bzdecode::{Decoder, be_word};
 use crate::partlines::{PartLines, Units, read_more};
 
 const BLOCK_MAGIC: u64 = 0x3141_5926_5359;
@@ -220,8 +220,6 @@ pub(crate) fn part<R: Read>(source: R, start: u64, end: Option<u64>) -> PartLine
             end_bit: end.map_or(u64::MAX, |e| e * 8),
             searching: true,
             decoder: Decoder::default(),
-            ready: VecDeque::new(),
-            spare: Vec::new(),
             #[cfg(test)]
             planted: Vec::new(),
         },
@@ -244,10 +242,6 @@ pub(crate) struct Blocks<R> {
     /// No block decoded yet: a first candidate that never decodes is not a block start.
     searching: bool,
     decoder: Decoder,
-    /// Blocks decoded ahead (start bit, bytes), their markers already consumed.
-    ready: VecDeque<(u64, Vec<u8>)>,
-    /// Buffers to decode into.
-    spare: Vec<Vec<u8>>,
     #[cfg(test)]
     planted: Vec<u64>,
 }
@@ -313,48 +307,11 @@ impl<R: Read> Blocks<R> {
 
     /// The next block at or after the part's start: its start bit, its bytes into `out`.
     fn next_block(&mut self, out: &mut Vec<u8>) -> io::Result<Option<u64>> {
-        if let Some((start, mut bytes)) = self.ready.pop_front() {
-            std::mem::swap(out, &mut bytes);
-            self.spare.push(bytes);
-            return Ok(Some(start));
-        }
         loop {
             let Some(start) = self.next_start()? else {
                 return Ok(None);
             };
             let base = self.window_start * 8;
-            // the blocks known to follow, decoded at once while they are still the part's
-            // (the first one past it too: the part's last line ends there)
-            let known = self.known(LANES + 1)?;
-            let mut spans = Vec::with_capacity(LANES);
-            for i in 0..known - 1 {
-                let (from, to) = (self.markers[i], self.markers[i + 1]);
-                if from.1 != Marker::Block || (i > 0 && self.markers[i - 1].0 >= self.end_bit) {
-                    break;
-                }
-                spans.push((from.0 - base, to.0 - base));
-            }
-            if spans.len() > 1 {
-                let mut outs: Vec<Vec<u8>> = (0..spans.len())
-                    .map(|_| self.spare.pop().unwrap_or_default())
-                    .collect();
-                let results = self.decoder.decode_many(&self.window, &spans, &mut outs);
-                let done = results.iter().take_while(|r| r.is_ok()).count();
-                if done > 0 {
-                    let mut outs = outs.into_iter();
-                    let first = outs.next().expect("a first block");
-                    self.spare.push(std::mem::replace(out, first));
-                    for (i, bytes) in outs.by_ref().take(done - 1).enumerate() {
-                        self.ready.push_back((self.markers[i + 1].0, bytes));
-                    }
-                    self.spare.extend(outs);
-                    self.markers.drain(..done);
-                    self.searching = false;
-                    self.compact();
-                    return Ok(Some(start));
-                }
-                self.spare.extend(outs);
-            }
             let mut failure = String::new();
             for joined in 1..=MAX_JOINED {
                 if self.known(joined + 1)? <= joined {
@@ -407,12 +364,7 @@ impl<R: Read> Blocks<R> {
 
 impl<R: Read> Units for Blocks<R> {
     fn next(&mut self, skipping: bool, out: &mut Vec<u8>) -> io::Result<Option<bool>> {
-        let next = match self.ready.front() {
-            Some(&(start, _)) => Some(start),
-            None if skipping => self.next_start()?,
-            None => None,
-        };
-        if skipping && next.is_none_or(|start| start >= self.end_bit) {
+        if skipping && self.next_start()?.is_none_or(|start| start >= self.end_bit) {
             // no block starts in the range: it owns no line, and nothing need be decoded
             return Ok(None);
         }

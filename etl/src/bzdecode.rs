@@ -211,6 +211,8 @@ impl Decoder {
     }
 
     /// Reads one block's header, tables and symbols into `tt`.
+    // each stage runs once per block: out of line, a profile names it
+    #[inline(never)]
     fn read(&mut self, data: &[u8], start: u64, end: u64) -> Result<Block> {
         let mut bits = Bits { data, pos: start };
         if u64::from(bits.take(24)) << 24 | u64::from(bits.take(24)) != 0x3141_5926_5359 {
@@ -388,6 +390,7 @@ fn move_to_front(mtf: &mut [u8; 256], k: usize) {
 }
 
 /// Links each symbol to the next in the original order (the BWT's inverse, as a chain).
+#[inline(never)]
 fn link(tt: &mut [u32]) {
     let mut counts = [0u32; 256];
     for &e in tt.iter() {
@@ -495,6 +498,7 @@ impl Walker {
 /// a chain that ends its segment takes the next one not yet walked. Segments never overlap
 /// (each stops on the mark before any other's first entry), so all of them together write at
 /// most one byte per entry.
+#[inline(never)]
 fn walk_chains<const K: usize>(
     tt: &[u32],
     segments: &mut [Segment],
@@ -559,6 +563,7 @@ fn grow(buf: &mut Vec<u8>, share: usize) {
 
 /// Undoes the first run-length stage (four equal bytes, then a count of more) into `out`, and
 /// checks the block CRC.
+#[inline(never)]
 fn finish(raw: &[u8], crc: u32, out: &mut Vec<u8>) -> Result<()> {
     out.clear();
     out.reserve(raw.len() + raw.len() / 8);

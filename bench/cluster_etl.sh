@@ -4,7 +4,8 @@
 #   default $CARGO_TARGET_DIR/release), SLOTS (task slots of the whole cluster, split evenly over
 #   its executors, at least 1 each; default 2, the cores of this machine). Ballista's default
 #   task distribution fills one executor's slots first, so 2 executors with 2 slots each would
-#   leave the second idle on a two-file job.
+#   leave the second idle on a two-file job. KEEP_OUTPUT=1 keeps each run's output folder (by
+#   default it is removed once timed; the run's log keeps the counts).
 # The same feature job on the same files, embedded and on a loopback Ballista cluster with each
 # executor count, interleaved per round (embedded first in odd rounds, last in even ones). Prints wall time per run and the medians.
 set -euo pipefail
@@ -45,6 +46,8 @@ run_once() {  # LABEL [EXTRA ARGS] -> wall seconds
     --parameter-store "$OUT/$label.params.json" "$@" >"$OUT/$label.out" 2>&1 \
     || { echo "$label failed, see $OUT/$label.out" >&2; tail -n 20 "$OUT/$label.out" >&2; exit 1; }
   t1=$(date +%s.%N)
+  # a week's features are 11 GB a run; the run's log keeps its counts
+  [ -n "${KEEP_OUTPUT:-}" ] || rm -rf "$OUT/$label"
   echo "$t1 - $t0" | bc
 }
 

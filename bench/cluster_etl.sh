@@ -7,7 +7,8 @@
 #   leave the second idle on a two-file job. KEEP_OUTPUT=1 keeps each run's output folder (by
 #   default it is removed once timed; the run's log keeps the counts).
 # The same feature job on the same files, embedded and on a loopback Ballista cluster with each
-# executor count, interleaved per round (embedded first in odd rounds, last in even ones). Prints wall time per run and the medians.
+# executor count, interleaved per round (embedded first in odd rounds, last in even ones). Prints
+# wall time per run and the medians.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 RAW_DIR OUTDIR" >&2; exit 2; }
 RAW=$(cd "$1" && pwd) OUT=$2 RUNS=${RUNS:-3} SLOTS=${SLOTS:-2}

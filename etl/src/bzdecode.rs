@@ -511,16 +511,21 @@ fn walk_chains<const K: usize>(
     let mut n = [0usize; K];
     let mut walking = [IDLE; K];
     let mut next = 0;
-    let mut busy = 0;
+    // chain `k`, with `from` bytes written, takes the next segment not yet walked: the segment
+    // and the position of its first entry, or IDLE when none is left
+    let take = |k: usize, from: usize, next: &mut usize, segments: &mut [Segment]| {
+        let Some(s) = segments.get_mut(*next) else {
+            return (IDLE, 0);
+        };
+        s.chain = k as u32;
+        s.from = from as u32;
+        *next += 1;
+        (*next - 1, (tt[s.after as usize] >> 8) & LINK)
+    };
     for k in 0..K {
-        if next < segments.len() {
-            walking[k] = next;
-            segments[next].chain = k as u32;
-            at[k] = (tt[segments[next].after as usize] >> 8) & LINK;
-            next += 1;
-            busy += 1;
-        }
+        (walking[k], at[k]) = take(k, 0, &mut next, segments);
     }
+    let mut busy = walking.iter().filter(|&&w| w != IDLE).count();
     while busy > 0 {
         for k in 0..K {
             if walking[k] == IDLE {
@@ -539,15 +544,8 @@ fn walk_chains<const K: usize>(
             let done = &mut segments[walking[k]];
             done.until = at[k];
             done.len = n[k] as u32 - done.from;
-            if next < segments.len() {
-                walking[k] = next;
-                let s = &mut segments[next];
-                s.chain = k as u32;
-                s.from = n[k] as u32;
-                at[k] = (tt[s.after as usize] >> 8) & LINK;
-                next += 1;
-            } else {
-                walking[k] = IDLE;
+            (walking[k], at[k]) = take(k, n[k], &mut next, segments);
+            if walking[k] == IDLE {
                 busy -= 1;
             }
         }
